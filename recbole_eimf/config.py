@@ -1,0 +1,85 @@
+"""RecBole ``Config`` that knows the plugin's models and defaults.
+
+Load order (later wins), identical to RecBole's own for everything RecBole loads:
+
+1. RecBole internals: ``overall.yaml``, the RecBole model yaml, its dataset yaml, quick-start yaml;
+2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol), the
+   plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``) and
+   ``props/dataset/<dataset>.yaml``;
+3. user config files, then ``config_dict``, then ``--key=value`` on the command line.
+
+So ``model: ComiRecSA`` and ``model: SASRec`` both resolve, and anything a user writes overrides
+the plugin's defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence, Union
+
+import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
+from recbole.config import Config as RecBoleConfig
+
+from recbole_eimf.utils import get_model, model_properties_dir, props_dir
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config`` with the plugin's model lookup and yaml defaults."""
+
+    def __init__(
+        self,
+        model: Union[str, type, None] = None,
+        dataset: Optional[str] = None,
+        config_file_list: Optional[Sequence[str]] = None,
+        config_dict: Optional[dict] = None,
+    ) -> None:
+        super().__init__(
+            model=model,
+            dataset=dataset,
+            config_file_list=list(config_file_list) if config_file_list else None,
+            config_dict=config_dict,
+        )
+
+    def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
+        pass
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            try:
+                model = self.external_config_dict["model"]
+            except KeyError:
+                raise KeyError(
+                    "`model` must be given: as an argument, in a config file, in config_dict "
+                    "or on the command line (--model=ComiRecSA)"
+                ) from None
+        if isinstance(model, str):
+            final_model, final_model_class = model, get_model(model)
+        else:
+            final_model, final_model_class = model.__name__, model
+
+        if dataset is None:
+            try:
+                dataset = self.external_config_dict["dataset"]
+            except KeyError:
+                raise KeyError(
+                    "`dataset` must be given: as an argument, in a config file, in config_dict "
+                    "or on the command line (--dataset=ml-100k)"
+                ) from None
+        return final_model, final_model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        # Progress bars by default only where a person watches (RecBole's default is always on).
+        self.internal_config_dict["show_progress"] = sys.stderr.isatty()
+        dataset_file = props_dir() / "dataset" / f"{dataset}.yaml"
+        for path in (
+            props_dir() / "overall.yaml",
+            model_properties_dir() / f"{model}.yaml",
+            dataset_file,
+        ):
+            if path.is_file():
+                loaded = self._update_internal_config_dict(str(path)) or {}
+                if path == dataset_file:
+                    self.parameters["Dataset"] += [
+                        key for key in loaded if key not in self.parameters["Dataset"]
+                    ]

@@ -1,0 +1,15 @@
+"""Dataset creation: RecBole's, with the plugin's download handling in front."""
+
+from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data import data_preparation
+
+from recbole_eimf.data.download import DatasetNotFoundError, ensure_dataset
+
+
+def create_dataset(config):
+    """Like ``recbole.data.create_dataset``, but fetches or explains a missing dataset first."""
+    ensure_dataset(config)
+    return recbole_create_dataset(config)
+
+
+__all__ = ["create_dataset", "data_preparation", "ensure_dataset", "DatasetNotFoundError"]

@@ -1,0 +1,7 @@
+"""The plugin's sequential recommenders, one model per file (file name = model name, lower case)."""
+
+from recbole_eimf.model.sequential_recommender.comirecdr import ComiRecDR
+from recbole_eimf.model.sequential_recommender.comirecsa import ComiRecSA
+from recbole_eimf.model.sequential_recommender.mind import MIND
+
+__all__ = ["ComiRecSA", "ComiRecDR", "MIND"]

@@ -1,0 +1,92 @@
+"""Train-and-test entry points, as ``recbole.quick_start`` offers them (without importing ray)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional, Sequence, Union
+
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_eimf.compat import trusted_load
+from recbole_eimf.config import Config
+from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.utils import get_model, get_trainer
+
+REPORTED_SPLITS = ("best_valid_result", "test_result")
+
+
+def run_recbole_eimf(
+    model: Union[str, type, None] = None,
+    dataset: Optional[str] = None,
+    config_file_list: Optional[Sequence[str]] = None,
+    config_dict: Optional[dict] = None,
+    saved: bool = True,
+) -> dict:
+    """Train ``model`` on ``dataset``, then test its best checkpoint (RecBole's ``run_recbole``).
+
+    Any RecBole model or plugin model can be named. Returns the same dict as RecBole's
+    ``run_recbole``: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
+    ``test_result``, plus ``model_file`` (the saved checkpoint, when ``saved``).
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def load_data_and_model(model_file: str):
+    """Reload a checkpoint written by :func:`run_recbole_eimf` with its data (RecBole's helper).
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)``.
+    """
+    checkpoint = trusted_load(model_file, map_location="cpu")
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+def format_results(result: dict) -> str:
+    """A plain-text table of the validation and test metrics of a :func:`run_recbole_eimf` result."""
+    valid = result.get("best_valid_result") or {}
+    test = result.get("test_result") or {}
+    metrics = list(test) or list(valid)
+    width = max([len("metric")] + [len(m) for m in metrics])
+    lines = [f"{'metric':<{width}}  {'valid':>8}  {'test':>8}", f"{'-' * width}  {'-' * 8}  {'-' * 8}"]
+    for name in metrics:
+        v = f"{valid[name]:.4f}" if name in valid else "-"
+        t = f"{test[name]:.4f}" if name in test else "-"
+        lines.append(f"{name:<{width}}  {v:>8}  {t:>8}")
+    return "\n".join(lines)

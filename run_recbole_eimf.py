@@ -1,0 +1,23 @@
+"""Train and test a recbole-eimf or RecBole model, the way RecBole's run_recbole.py does.
+
+    python run_recbole_eimf.py --model=ComiRecSA --dataset=ml-100k --epochs=1
+
+Every other ``--key=value`` is a RecBole config override (read by the Config itself).
+"""
+
+import argparse
+
+from recbole_eimf.quick_start import format_results, run_recbole_eimf
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", "-m", type=str, default="ComiRecSA", help="model name")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
+    args, _ = parser.parse_known_args()
+
+    config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
+    if result.get("model_file"):
+        print(f"\ncheckpoint: {result['model_file']}")
