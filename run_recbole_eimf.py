@@ -6,7 +6,9 @@ Every other ``--key=value`` is a RecBole config override (read by the Config its
 """
 
 import argparse
+import sys
 
+from recbole_eimf.errors import ConfigError, DatasetNotFoundError
 from recbole_eimf.quick_start import format_results, run_recbole_eimf
 
 if __name__ == "__main__":
@@ -17,7 +19,10 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    try:
+        result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    except (ConfigError, DatasetNotFoundError) as err:
+        sys.exit(f"error: {err}")
     print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
     if result.get("model_file"):
         print(f"\ncheckpoint: {result['model_file']}")

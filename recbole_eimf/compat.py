@@ -10,6 +10,8 @@ idempotent and touches only what RecBole 1.2.1 needs:
   which pickle the whole ``Config``. RecBole's trainer module gets a ``torch`` whose ``load``
   defaults to ``weights_only=False``; checkpoints are the user's own files. Nothing outside
   ``recbole.trainer.trainer`` is affected.
+* RecBole 1.2.1 calls APIs that pandas and torch have deprecated; the FutureWarnings they
+  raise inside RecBole's own modules say nothing a user can act on and are silenced.
 * ``recbole.model.sequential_recommender.sine`` switches on
   ``torch.autograd.set_detect_anomaly(True)`` for the whole process at import time, which
   makes every model about 1.5x slower. It is imported here once and anomaly detection is
@@ -81,6 +83,7 @@ def apply() -> None:
     if _APPLIED:
         return
     _patch_numpy()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
 
     import recbole.model.sequential_recommender  # noqa: F401  (imports SINE, which turns anomaly on)
     import recbole.trainer.trainer as recbole_trainer

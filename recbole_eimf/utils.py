@@ -8,10 +8,18 @@ import importlib.util
 from pathlib import Path
 from typing import Type
 
-from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_eimf.errors import ConfigError
+
 PLUGIN_MODEL_PACKAGES = ["recbole_eimf.model.sequential_recommender"]
+RECBOLE_MODEL_PACKAGES = [
+    "recbole.model.general_recommender",
+    "recbole.model.context_aware_recommender",
+    "recbole.model.sequential_recommender",
+    "recbole.model.knowledge_aware_recommender",
+    "recbole.model.exlib_recommender",
+]
 
 
 def plugin_model_names() -> list[str]:
@@ -23,22 +31,30 @@ def plugin_model_names() -> list[str]:
     return names
 
 
-def get_model(model_name: str) -> Type:
-    """Return the model class named ``model_name``, searching the plugin first, then RecBole."""
-    for package in PLUGIN_MODEL_PACKAGES:
-        module_path = f"{package}.{model_name.lower()}"
-        if importlib.util.find_spec(module_path) is not None:
-            module = importlib.import_module(module_path)
-            if hasattr(module, model_name):
-                return getattr(module, model_name)
+def _find_model_module(package: str, model_name: str):
+    module_path = f"{package}.{model_name.lower()}"
     try:
-        return recbole_get_model(model_name)
-    except ValueError:
-        raise ValueError(
-            f"`model` [{model_name}] is neither a recbole-eimf model "
-            f"({', '.join(plugin_model_names())}) nor a RecBole model (e.g. SASRec, GRU4Rec, SINE). "
-            "Model names are case-sensitive."
-        ) from None
+        found = importlib.util.find_spec(module_path)
+    except ModuleNotFoundError:
+        # RecBole's exlib package imports xgboost/lightgbm, which are optional.
+        return None
+    return importlib.import_module(module_path) if found is not None else None
+
+
+def get_model(model_name: str) -> Type:
+    """Return the model class named ``model_name``, searching the plugin first, then RecBole.
+
+    Same rule as RecBole's ``get_model``: model ``Name`` lives in module ``name.py``.
+    """
+    for package in PLUGIN_MODEL_PACKAGES + RECBOLE_MODEL_PACKAGES:
+        module = _find_model_module(package, model_name)
+        if module is not None and hasattr(module, model_name):
+            return getattr(module, model_name)
+    raise ConfigError(
+        f"`model` [{model_name}] is neither a recbole-eimf model "
+        f"({', '.join(plugin_model_names())}) nor a RecBole model (e.g. SASRec, GRU4Rec, SINE). "
+        "Model names are case-sensitive."
+    )
 
 
 def get_trainer(model_type, model_name: str) -> Type:

@@ -3,7 +3,8 @@
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation
 
-from recbole_eimf.data.download import DatasetNotFoundError, ensure_dataset
+from recbole_eimf.data.download import ensure_dataset
+from recbole_eimf.errors import DatasetNotFoundError
 
 
 def create_dataset(config):

@@ -9,11 +9,11 @@ raises one error that says where to put the files and where they would come from
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
 import tempfile
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -25,14 +25,12 @@ from tqdm import tqdm
 import recbole
 from recbole.utils.url import rename_atomic_files
 
+from recbole_eimf.errors import DatasetNotFoundError
+
 logger = logging.getLogger(__name__)
 
 ATOMIC_SUFFIXES = (".inter", ".item", ".user", ".kg", ".link", ".net")
 DOWNLOAD_TIMEOUT_S = 60
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset is neither on disk nor downloadable from here."""
 
 
 def recbole_dataset_url(dataset: str) -> Optional[str]:
@@ -104,9 +102,10 @@ def ensure_dataset(config) -> None:
         )
     try:
         download_dataset(url, dataset, dataset_path, show_progress=bool(config["show_progress"]))
-    except (urllib.error.URLError, OSError, zipfile.BadZipFile, ValueError) as err:
-        if isinstance(err, DatasetNotFoundError):
-            raise
+    except DatasetNotFoundError:
+        raise
+    except (OSError, http.client.HTTPException, zipfile.BadZipFile, ValueError) as err:
+        # URLError and timeouts are OSErrors; a cut connection is an HTTPException.
         raise DatasetNotFoundError(
             f"Dataset [{dataset}] is not on this machine and could not be downloaded.\n{where}\n"
             f"  RecBole downloads it from: {url}\n  The download failed: {err}"

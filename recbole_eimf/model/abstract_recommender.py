@@ -10,6 +10,8 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
+from recbole_eimf.errors import ConfigError
+
 
 class MultiInterestRecommender(SequentialRecommender):
     r"""A sequential recommender that represents a user by K interest vectors.
@@ -31,7 +33,7 @@ class MultiInterestRecommender(SequentialRecommender):
         self.loss_type = config["loss_type"]
         self.initializer_range = config["initializer_range"]
         if not isinstance(self.n_interests, int) or self.n_interests < 1:
-            raise ValueError(f"`n_interests` must be an integer >= 1, got {self.n_interests!r}")
+            raise ConfigError(f"`n_interests` must be an integer >= 1, got {self.n_interests!r}")
 
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         if self.loss_type == "CE":
@@ -39,7 +41,7 @@ class MultiInterestRecommender(SequentialRecommender):
         elif self.loss_type == "BPR":
             self.loss_fct = BPRLoss()
         else:
-            raise NotImplementedError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
+            raise ConfigError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbole_eimf.errors import ConfigError
+
 
 def squash(x: torch.Tensor, dim: int = -1, eps: float = 1e-9) -> torch.Tensor:
     """Capsule squash: keeps the direction of ``x`` and maps its norm into [0, 1)."""
@@ -36,7 +38,7 @@ class CapsuleRouting(nn.Module):
     ) -> None:
         super().__init__()
         if iterations < 1:
-            raise ValueError(f"`routing_iterations` must be >= 1, got {iterations}")
+            raise ConfigError(f"`routing_iterations` must be >= 1, got {iterations}")
         self.n_interests = n_interests
         self.iterations = iterations
         self.shared = shared

@@ -1,0 +1,115 @@
+"""Shapes, masking and the no-leak property of the multi-interest backbones."""
+
+import copy
+
+import pytest
+import torch
+
+from recbole_eimf.config import Config
+from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+from recbole_eimf.utils import get_model
+
+from conftest import SMALL
+
+BACKBONES = ["ComiRecSA", "ComiRecDR", "MIND"]
+K = 3
+
+
+def build(name, ml100k, **overrides):
+    _, dataset, train, _, _ = ml100k
+    config = Config(model=name, dataset="ml-100k", config_dict={**SMALL, "n_interests": K, **overrides})
+    torch.manual_seed(0)
+    return get_model(name)(config, train._dataset).eval(), config
+
+
+def first_batch(ml100k):
+    """A real training batch: sequence prefixes (right-padded with 0) and their next items."""
+    return next(iter(ml100k[2]))
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_interest_shapes(name, ml100k):
+    model, config = build(name, ml100k)
+    batch = first_batch(ml100k)
+    seq, seq_len = batch["item_id_list"], batch["item_length"]
+    interests = model.multi_interest(seq, seq_len)
+    assert interests.shape == (seq.size(0), K, config["embedding_size"])
+    assert torch.isfinite(interests).all()
+    assert model.full_sort_predict(batch).shape == (seq.size(0), model.n_items)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_padding_is_masked(name, ml100k):
+    model, _ = build(name, ml100k)
+    batch = first_batch(ml100k)
+    seq, seq_len = batch["item_id_list"], batch["item_length"]
+    assert (seq == 0).any(), "the batch should contain padded sequences"
+    before = model.multi_interest(seq, seq_len)
+    with torch.no_grad():  # padding row gets a large, unrelated vector
+        model.item_embedding.weight[0] = torch.randn_like(model.item_embedding.weight[0]) * 100
+    after = model.multi_interest(seq, seq_len)
+    torch.testing.assert_close(before, after)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_target_never_reaches_inference(name, ml100k):
+    model, _ = build(name, ml100k)
+    batch = first_batch(ml100k)
+    other = copy.deepcopy(batch)
+    other["item_id"] = torch.randint(1, model.n_items, other["item_id"].shape)
+    assert not torch.equal(batch["item_id"], other["item_id"])
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), model.full_sort_predict(other))
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_scores_are_max_over_interests(name, ml100k):
+    model, _ = build(name, ml100k)
+    batch = first_batch(ml100k)
+    with torch.no_grad():
+        interests = model.multi_interest(batch["item_id_list"], batch["item_length"])
+        expected = torch.einsum("bkd,nd->bkn", interests, model.item_embedding.weight).max(dim=1).values
+        full = model.full_sort_predict(batch)
+        torch.testing.assert_close(full, expected)
+        # predict() scores the given candidate the same way
+        rows = torch.arange(full.size(0))
+        torch.testing.assert_close(model.predict(batch), full[rows, batch["item_id"]])
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_loss_trains_interests_and_embeddings(name, ml100k):
+    model, _ = build(name, ml100k)
+    model.train()
+    batch = first_batch(ml100k)
+    loss = model.calculate_loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
+
+
+def test_hard_readout_picks_the_interest_closest_to_the_target():
+    interests = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    targets = torch.tensor([[0.1, 2.0], [-3.0, 0.5]])
+    picked = MultiInterestRecommender.hard_readout(interests, targets)
+    torch.testing.assert_close(picked, torch.tensor([[0.0, 1.0], [-1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", ["ComiRecDR", "MIND"])
+def test_routing_start_is_stored_and_inference_is_deterministic(name, ml100k):
+    model, _ = build(name, ml100k)
+    assert "routing.routing_init" in model.state_dict()
+    batch = first_batch(ml100k)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), model.full_sort_predict(batch))
+    # MIND's shared map needs a random start to tell interests apart; they must differ.
+    interests = model.multi_interest(batch["item_id_list"], batch["item_length"])
+    assert not torch.allclose(interests[:, 0], interests[:, 1])
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_n_interests_below_one_is_rejected(bad, ml100k):
+    with pytest.raises(ValueError, match="n_interests"):
+        build("ComiRecSA", ml100k, n_interests=bad)

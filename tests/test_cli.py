@@ -1,0 +1,59 @@
+"""run_recbole_eimf.py end to end, and reloading the checkpoint it writes."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recbole_eimf.quick_start import load_data_and_model
+from recbole_eimf.utils import get_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_recbole_eimf.py"), *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+    )
+
+
+def parse_table(stdout: str) -> dict:
+    """metric -> (valid, test) from the table the CLI prints."""
+    rows = re.findall(r"^(\w+@\d+)\s+([\d.]+)\s+([\d.]+)$", stdout, flags=re.M)
+    return {name: (float(v), float(t)) for name, v, t in rows}
+
+
+def test_cli_trains_tests_and_prints_a_table_then_the_checkpoint_reloads(tmp_path):
+    proc = run_cli(
+        "--model=ComiRecDR", "--dataset=ml-100k", "--epochs=1",
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = parse_table(proc.stdout)
+    assert set(table) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20, 50)}
+    assert all(0.0 <= t <= 1.0 for _, t in table.values())
+    assert "ComiRecDR on ml-100k" in proc.stdout
+
+    # RecBole's log and checkpoint land where RecBole puts them (relative to the working folder).
+    logs = list((tmp_path / "log" / "ComiRecDR").glob("ComiRecDR-ml-100k-*.log"))
+    assert len(logs) == 1 and "n_interests = 4" in logs[0].read_text()
+    checkpoint = re.search(r"^checkpoint: (.+\.pth)$", proc.stdout, flags=re.M).group(1)
+    assert (tmp_path / checkpoint).is_file()
+
+    # The checkpoint pickles RecBole's Config: torch >= 2.6 would refuse it without the compat shim.
+    config, model, _, _, _, test_data = load_data_and_model(str(tmp_path / checkpoint))
+    assert config["embedding_size"] == 16
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    result = trainer.evaluate(test_data, load_best_model=False)
+    assert result["recall@20"] == pytest.approx(table["recall@20"][1], abs=1e-4)
+    assert result["ndcg@20"] == pytest.approx(table["ndcg@20"][1], abs=1e-4)
+
+
+def test_cli_rejects_an_unknown_model_before_training(tmp_path):
+    proc = run_cli("--model=SASRecc", "--dataset=ml-100k", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "SASRecc" in proc.stderr and "ComiRecSA" in proc.stderr

@@ -1,0 +1,34 @@
+"""The compatibility shims that let RecBole 1.2.1 run on numpy 2 and torch >= 2.6."""
+
+import numpy as np
+import torch
+
+import recbole_eimf  # noqa: F401
+
+
+def test_recbole_own_config_builds_under_this_numpy():
+    # RecBole's Config.compatibility_settings reads np.float_, which numpy 2 removed.
+    from recbole.config import Config as RecBoleConfig
+
+    config = RecBoleConfig(model="SASRec", dataset="ml-100k", config_dict={"train_neg_sample_args": None})
+    assert config["model"] == "SASRec"
+    assert np.float_ is np.float64
+
+
+def test_anomaly_detection_is_off_after_recbole_models_are_imported():
+    import recbole.model.sequential_recommender.sine  # noqa: F401  (switches it on at import)
+
+    assert not torch.is_anomaly_enabled()
+
+
+def test_recbole_trainer_loads_pickled_checkpoints(tmp_path):
+    import recbole.trainer.trainer as trainer_module
+    from recbole_eimf.config import Config
+
+    config = Config(model="ComiRecSA", dataset="ml-100k")
+    path = tmp_path / "ckpt.pth"
+    torch.save({"config": config, "state_dict": {}}, path)
+    # torch >= 2.6 refuses this file with weights_only=True; RecBole's trainer must not.
+    loaded = trainer_module.torch.load(path, map_location="cpu")
+    assert loaded["config"]["model"] == "ComiRecSA"
+    assert trainer_module.torch.cuda is torch.cuda

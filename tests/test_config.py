@@ -1,0 +1,73 @@
+"""Model resolution and the order in which defaults and overrides apply."""
+
+import sys
+
+import pytest
+
+from recbole_eimf.config import Config
+from recbole_eimf.model.sequential_recommender import MIND, ComiRecDR, ComiRecSA
+from recbole_eimf.utils import get_model, plugin_model_names, props_dir
+
+
+def test_plugin_models_resolve_with_their_own_defaults():
+    config = Config(model="ComiRecSA", dataset="ml-100k")
+    assert config.model_class is ComiRecSA
+    assert config["n_interests"] == 4 and config["hidden_ratio"] == 4
+    assert Config(model="ComiRecDR", dataset="ml-100k")["routing_iterations"] == 3
+    assert Config(model="MIND", dataset="ml-100k")["relu_layer"] is True
+    assert get_model("MIND") is MIND and get_model("ComiRecDR") is ComiRecDR
+    assert plugin_model_names() == ["ComiRecSA", "ComiRecDR", "MIND"]
+
+
+def test_recbole_models_resolve_and_get_the_project_protocol():
+    config = Config(model="SASRec", dataset="ml-100k")
+    assert config["hidden_size"] == 64  # RecBole's own SASRec.yaml
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO"
+    assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert config["topk"] == [10, 20, 50]
+    assert config["valid_metric"] == "NDCG@20"
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50
+    assert config["train_neg_sample_args"]["distribution"] == "none"
+
+
+def test_dataset_props_load_item_text_fields():
+    ml = Config(model="ComiRecSA", dataset="ml-100k")
+    assert ml["load_col"]["item"] == ["item_id", "movie_title", "class"]
+    beauty = Config(model="ComiRecSA", dataset="amazon-beauty", config_dict={"data_path": "../shared/data"})
+    assert beauty["load_col"]["item"] == ["item_id", "title", "categories", "brand"]
+    books = Config(model="ComiRecSA", dataset="amazon-books")
+    assert books["user_inter_num_interval"] == "[10,inf)"
+    assert (props_dir() / "overall.yaml").is_file()
+
+
+def test_user_file_then_dict_then_command_line_override_plugin_defaults(tmp_path, monkeypatch):
+    user_yaml = tmp_path / "mine.yaml"
+    user_yaml.write_text("n_interests: 7\nhidden_ratio: 2\nvalid_metric: Recall@20\n")
+
+    config = Config(model="ComiRecSA", dataset="ml-100k", config_file_list=[str(user_yaml)])
+    assert (config["n_interests"], config["hidden_ratio"], config["valid_metric"]) == (7, 2, "Recall@20")
+
+    config = Config(
+        model="ComiRecSA", dataset="ml-100k", config_file_list=[str(user_yaml)], config_dict={"n_interests": 5}
+    )
+    assert (config["n_interests"], config["hidden_ratio"]) == (5, 2)
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--n_interests=9", "--epochs=1"])
+    config = Config(
+        model="ComiRecSA", dataset="ml-100k", config_file_list=[str(user_yaml)], config_dict={"n_interests": 5}
+    )
+    assert (config["n_interests"], config["epochs"]) == (9, 1)
+
+
+def test_model_can_come_from_the_command_line(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--model=MIND", "--dataset=ml-100k"])
+    config = Config()
+    assert config.model_class is MIND and config["dataset"] == "ml-100k"
+
+
+def test_unknown_model_names_itself_and_the_choices():
+    with pytest.raises(ValueError) as info:
+        Config(model="ComiRecXY", dataset="ml-100k")
+    message = str(info.value)
+    assert "ComiRecXY" in message and "ComiRecSA" in message and "MIND" in message
