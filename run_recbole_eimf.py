@@ -1,6 +1,7 @@
 """Train and test a recbole-eimf or RecBole model, the way RecBole's run_recbole.py does.
 
     python run_recbole_eimf.py --model=ComiRecSA --dataset=ml-100k --epochs=1
+    python run_recbole_eimf.py --model=ComiRecSA --params_file=props/hyper/comirec.hyper   # tuning
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
 """
@@ -16,9 +17,28 @@ if __name__ == "__main__":
     parser.add_argument("--model", "-m", type=str, default="ComiRecSA", help="model name")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
+    parser.add_argument("--params_file", type=str, default=None, help="hyper-parameter space (RecBole format): tune")
+    parser.add_argument("--algo", type=str, default="exhaustive", help="tuning: exhaustive, random or bayes")
+    parser.add_argument("--max_evals", type=int, default=100, help="tuning: most trials (random, bayes)")
     args, _ = parser.parse_known_args()
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    if args.params_file:
+        from recbole_eimf.quick_start.tuning import run_hyper
+
+        try:
+            tuned = run_hyper(
+                args.model, args.dataset, args.params_file, config_file_list=config_file_list,
+                algo=args.algo, max_evals=args.max_evals,
+            )
+        except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
+            sys.exit(f"error: {err}")
+        print(f"
+best of {len(tuned['trials'])} trials: {tuned['best']['params']}")
+        print(f"{format_results(tuned['best'])}
+
+trials and best.yaml in {tuned['output_dir']}")
+        sys.exit(0)
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
     except (ConfigError, DatasetNotFoundError) as err:

@@ -3,8 +3,10 @@
 Load order (later wins), identical to RecBole's own for everything RecBole loads:
 
 1. RecBole internals: ``overall.yaml``, the RecBole model yaml, its dataset yaml, quick-start yaml;
-2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol), the
-   plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``) and
+2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol),
+   ``recbole_eimf/properties/esim.yaml`` (ESIM preprocessing defaults, used by any model that
+   asks for semantic targets), the yaml of the model's ``backbone`` if it wraps one (EIMF),
+   the plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``) and
    ``props/dataset/<dataset>.yaml``;
 3. user config files, then ``config_dict``, then ``--key=value`` on the command line.
 
@@ -15,7 +17,10 @@ the plugin's defaults.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional, Sequence, Union
+
+import yaml
 
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
@@ -72,14 +77,25 @@ class Config(RecBoleConfig):
         # Progress bars by default only where a person watches (RecBole's default is always on).
         self.internal_config_dict["show_progress"] = sys.stderr.isatty()
         dataset_file = props_dir() / "dataset" / f"{dataset}.yaml"
+        model_file = model_properties_dir() / f"{model}.yaml"
         for path in (
             props_dir() / "overall.yaml",
-            model_properties_dir() / f"{model}.yaml",
+            model_properties_dir().parent / "esim.yaml",
+            self._backbone_file(model_file),
+            model_file,
             dataset_file,
         ):
-            if path.is_file():
+            if path is not None and path.is_file():
                 loaded = self._update_internal_config_dict(str(path)) or {}
                 if path == dataset_file:
                     self.parameters["Dataset"] += [
                         key for key in loaded if key not in self.parameters["Dataset"]
                     ]
+
+    def _backbone_file(self, model_file: Path) -> Optional[Path]:
+        """Defaults of the backbone a wrapper model names (``backbone:`` from the user or its yaml)."""
+        backbone = self.external_config_dict.get("backbone")
+        if backbone is None and model_file.is_file():
+            with open(model_file, encoding="utf-8") as f:
+                backbone = (yaml.load(f.read(), Loader=self.yaml_loader) or {}).get("backbone")
+        return model_properties_dir() / f"{backbone}.yaml" if isinstance(backbone, str) else None

@@ -16,6 +16,22 @@ from recbole_eimf.utils import get_model, get_trainer
 REPORTED_SPLITS = ("best_valid_result", "test_result")
 
 
+def init_logging(config) -> None:
+    """RecBole's ``init_logger``, also for the second and later runs in one process.
+
+    ``init_logger`` ends in ``logging.basicConfig``, which does nothing once the root logger has
+    handlers, so a second run would keep logging into the first run's file. The handlers a
+    previous ``init_logger`` installed (plain stream and file handlers) are removed first; other
+    handlers (pytest's, a user's) stay.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    init_logger(config)
+
+
 def run_recbole_eimf(
     model: Union[str, type, None] = None,
     dataset: Optional[str] = None,
@@ -31,7 +47,7 @@ def run_recbole_eimf(
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_logging(config)
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)

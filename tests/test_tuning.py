@@ -1,0 +1,33 @@
+"""Config-only hyper-parameter search with RecBole's HyperTuning."""
+
+import csv
+
+import pytest
+import yaml
+
+from recbole_eimf.quick_start.tuning import run_hyper
+
+from conftest import SMALL
+
+
+def test_grid_search_writes_trials_and_the_best_config(tmp_path):
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    out = tmp_path / "tuned"
+    tuned = run_hyper(
+        "ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1}, output_dir=str(out)
+    )
+
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["n_interests"]) for r in rows) == [1, 3]
+    best_row = max(rows, key=lambda r: float(r["best_valid_score"]))
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best == {"n_interests": int(best_row["n_interests"])} == tuned["best"]["params"]
+    assert float(best_row["test_ndcg@20"]) == pytest.approx(tuned["best"]["test_result"]["ndcg@20"], abs=1e-6)
+    assert "| n_interests |" in (out / "trials.md").read_text()
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.hyper"):
+        run_hyper("ComiRecSA", "ml-100k", str(tmp_path / "nope.hyper"))
