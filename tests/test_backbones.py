@@ -11,7 +11,7 @@ from recbole_eimf.utils import get_model
 
 from conftest import SMALL
 
-BACKBONES = ["ComiRecSA", "ComiRecDR", "MIND"]
+BACKBONES = ["ComiRecSA", "ComiRecDR", "MIND", "TransMI"]
 K = 3
 
 

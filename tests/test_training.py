@@ -11,7 +11,7 @@ from recbole_eimf.utils import get_model, get_trainer
 from conftest import SMALL
 
 
-@pytest.mark.parametrize("name", ["ComiRecSA", "ComiRecDR", "MIND"])
+@pytest.mark.parametrize("name", ["ComiRecSA", "ComiRecDR", "MIND", "TransMI"])
 def test_loss_falls_and_test_metrics_beat_random(name, ml100k, tmp_path):
     _, dataset, train, valid, test = ml100k
     config = Config(

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+r"""
+TransMI
+################################################
+
+A transformer multi-interest backbone: SASRec's causal self-attention encoder, whose outputs feed
+ComiRec-SA-style multi-head attentive pooling into K interests.
+
+Reference:
+    Wang-Cheng Kang and Julian McAuley. "Self-Attentive Sequential Recommendation." in ICDM 2018.
+    Yukuo Cen et al. "Controllable Multi-Interest Framework for Recommendation." in KDD 2020.
+"""
+
+import torch
+from torch import nn
+
+from recbole.model.layers import TransformerEncoder
+
+from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+
+
+class TransMI(MultiInterestRecommender):
+    r"""K interests from a causal transformer over the item sequence.
+
+    ``H = Transformer(LayerNorm(E[seq] + P))`` with RecBole's ``TransformerEncoder`` (as SASRec).
+    With ``include_last`` the first interest is ``H`` at the last real position, which is exactly
+    SASRec's user vector; the other interests (all K without it) are attentive poolings of ``H``,
+    ``softmax_positions((W_2 tanh(W_1 H^T))^T) H``, padding masked. Scoring by the max over
+    interests therefore contains SASRec's score as one candidate.
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d = self.embedding_size
+        self.include_last = config["include_last"]
+        n_pooled = self.n_interests - 1 if self.include_last else self.n_interests
+        self.position_embedding = nn.Embedding(self.max_seq_length, d)
+        self.trm_encoder = TransformerEncoder(
+            n_layers=config["n_layers"],
+            n_heads=config["n_heads"],
+            hidden_size=d,
+            inner_size=config["inner_size"],
+            hidden_dropout_prob=config["hidden_dropout_prob"],
+            attn_dropout_prob=config["attn_dropout_prob"],
+            hidden_act=config["hidden_act"],
+            layer_norm_eps=config["layer_norm_eps"],
+        )
+        self.LayerNorm = nn.LayerNorm(d, eps=config["layer_norm_eps"])
+        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.pooling = (
+            nn.Sequential(nn.Linear(d, config["hidden_ratio"] * d), nn.Tanh(), nn.Linear(config["hidden_ratio"] * d, n_pooled))
+            if n_pooled > 0
+            else None
+        )
+        self.apply(self._init_weights)
+
+    def multi_interest(self, item_seq, item_seq_len):
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        h = self.item_embedding(item_seq) + self.position_embedding(positions).unsqueeze(0)
+        h = self.dropout(self.LayerNorm(h))
+        h = self.trm_encoder(h, self.get_attention_mask(item_seq), output_all_encoded_layers=True)[-1]
+        interests = []
+        if self.include_last:
+            interests.append(self.gather_indexes(h, item_seq_len - 1).unsqueeze(1))
+        if self.pooling is not None:
+            att = self.pooling(h).transpose(1, 2).masked_fill((item_seq == 0).unsqueeze(1), -1e9)
+            interests.append(torch.softmax(att, dim=-1) @ h)
+        return torch.cat(interests, dim=1)
