@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Prepare an offline CUDA machine (PyTorch preinstalled, no network) and run the full benchmark on
+# amazon-beauty. Run from anywhere; see benchmarks/gpu/README.md.
+#
+#   bash benchmarks/gpu/run_benchmark.sh --prepare     # here: copy the data into .data/, check .whl/
+#   bash benchmarks/gpu/run_benchmark.sh [--key=value ...]   # there: install, then benchmark
+#
+# Extra --key=value arguments go to `python -m recbole_eimf.benchmark` after the defaults below
+# (e.g. --epochs=50 --seeds=2020 --models=SASRec,ComiRecSA). Environment:
+#   MODELS       models to run (default: the issue's list, EIMF first)
+#   SEEDS        seeds (default 2020,2021,2022)
+#   RESULTS_DIR  output folder (default $OUT/amazon-beauty when OUT is set, else
+#                benchmark_results/amazon-beauty in the repository)
+#   RESUME_FROM  a runs.jsonl of an earlier, interrupted run to continue from
+#   PYTHON       the Python that holds CUDA PyTorch (default python3)
+#   ALLOW_CPU=1  run even if PyTorch sees no GPU (for a dry run of this script)
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+PYTHON="${PYTHON:-python3}"
+DATASET=amazon-beauty
+DATA_DIR="$REPO/.data"
+WHEEL_DIR="$REPO/.whl"
+MODELS="${MODELS:-EIMF,ComiRecSA,ComiRecDR,MIND,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
+SEEDS="${SEEDS:-2020,2021,2022}"
+if [[ -n "${RESULTS_DIR:-}" ]]; then :
+elif [[ -n "${OUT:-}" ]]; then RESULTS_DIR="$OUT/$DATASET"
+else RESULTS_DIR="$REPO/benchmark_results/$DATASET"
+fi
+# What the project needs at run time besides torch and numpy (pyproject.toml's dependencies).
+# pip keeps each one that is installed in a matching version, and takes the rest from .whl/.
+REQUIREMENTS=(
+    "pandas<3" "colorlog==4.7.2" "colorama==0.4.4" "thop" "tabulate" "texttable" "tensorboard"
+    "matplotlib" "scikit-learn" "scipy" "plotly" "psutil" "pyyaml" "tqdm"
+)
+
+log() { echo "[run_benchmark] $*"; }
+die() { echo "[run_benchmark] error: $*" >&2; exit 1; }
+
+stage_data() {
+    # The atomic files only (not raw/), into the git-ignored .data/ that travels with the tree.
+    local target="$DATA_DIR/$DATASET"
+    if [[ -s "$target/$DATASET.inter" && -s "$target/$DATASET.item" ]]; then
+        log "data: $target (already there)"
+        return
+    fi
+    local source
+    for source in "$REPO/../shared/data/$DATASET" "$REPO/shared/data/$DATASET"; do
+        if [[ -s "$source/$DATASET.inter" ]]; then
+            mkdir -p "$target.tmp"
+            cp "$source/$DATASET.inter" "$source/$DATASET.item" "$target.tmp/"
+            chmod u+w "$target.tmp"/*  # the shared copy is read-only
+            rm -rf "$target" && mv "$target.tmp" "$target"
+            log "data: copied $source -> $target"
+            return
+        fi
+    done
+    die "no $DATASET data: neither $target nor ../shared/data/$DATASET. Run this script with --prepare where ../shared/data exists, and bring .data/ along."
+}
+
+check_wheels() {
+    ls "$WHEEL_DIR"/recbole-1.2.1-*.whl >/dev/null 2>&1 \
+        || die "no RecBole wheel in $WHEEL_DIR: run benchmarks/gpu/gather_wheels.sh where PyPI is reachable, and bring .whl/ along."
+}
+
+install() {
+    "$PYTHON" -c "import torch" 2>/dev/null || die "$PYTHON has no torch: set PYTHON to the interpreter that holds CUDA PyTorch."
+    if "$PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('recbole') != '1.2.1')" 2>/dev/null; then
+        log "recbole 1.2.1 already installed"
+    else
+        check_wheels
+        # --no-deps: RecBole pins ray<=2.6.3, which has no Python 3.12 wheels and is not needed.
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-cache-dir "$WHEEL_DIR"/recbole-1.2.1-*.whl
+    fi
+    # Resolved against what is installed: torch and numpy stay as they are (thop's and pandas'
+    # requirements are met by them), pandas 3 is replaced by pandas 2, missing packages come from .whl/.
+    "$PYTHON" -m pip install -q --no-index --find-links "$WHEEL_DIR" --no-cache-dir "${REQUIREMENTS[@]}" \
+        || die "installing ${REQUIREMENTS[*]} from $WHEEL_DIR failed: gather the missing wheels (gather_wheels.sh --all) and retry."
+    # The project itself, editable and without dependencies or build isolation (no index to fetch
+    # setuptools from: the image's own setuptools builds it).
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir -e "$REPO"
+    "$PYTHON" - <<'EOF'
+import pandas, torch
+import recbole_eimf, recbole
+assert pandas.__version__.split(".")[0] != "3", f"pandas {pandas.__version__}: RecBole needs pandas < 3"
+print(f"[run_benchmark] python OK: torch {torch.__version__} (CUDA {torch.version.cuda}), recbole {recbole.__version__}, "
+      f"pandas {pandas.__version__}, recbole_eimf {recbole_eimf.__version__}")
+EOF
+}
+
+check_gpu() {
+    if "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+        "$PYTHON" -c "import torch; print('[run_benchmark] GPU:', torch.cuda.get_device_name(0))"
+        command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    elif [[ "${ALLOW_CPU:-0}" == 1 ]]; then
+        log "no GPU visible: running on the CPU (ALLOW_CPU=1)"
+    else
+        die "PyTorch sees no GPU (set ALLOW_CPU=1 to run on the CPU anyway)"
+    fi
+}
+
+if [[ "${1:-}" == "--prepare" ]]; then
+    stage_data
+    check_wheels
+    log "prepared: .data/ and .whl/ are ready to travel ($(du -sh "$DATA_DIR" "$WHEEL_DIR" | awk '{print $1}' | paste -sd' '))"
+    exit 0
+fi
+
+stage_data
+install
+check_gpu
+
+mkdir -p "$RESULTS_DIR"
+if [[ -n "${RESUME_FROM:-}" && ! -e "$RESULTS_DIR/runs.jsonl" ]]; then
+    cp "$RESUME_FROM" "$RESULTS_DIR/runs.jsonl"
+    log "resuming from $RESUME_FROM"
+fi
+stamp="$(mktemp)"
+gpu_args=(--gpu_id=0)
+if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_gpu)
+fi
+log "benchmark: $MODELS x seeds $SEEDS -> $RESULTS_DIR"
+status=0
+"$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" \
+    --data_path=.data "${gpu_args[@]}" --output_dir="$RESULTS_DIR" "$@" || status=$?
+
+# RecBole writes one log per run under ./log: keep this invocation's, packed into one file.
+if [[ -d log ]]; then
+    find log -type f -newer "$stamp" -print0 | tar --null -czf "$RESULTS_DIR/recbole_logs.tar.gz" -T - || true
+fi
+rm -f "$stamp"
+log "done (exit $status): $RESULTS_DIR"
+exit "$status"

@@ -1,0 +1,145 @@
+"""Benchmark several models over several seeds on one dataset, under the same protocol.
+
+    python -m recbole_eimf.benchmark --dataset=amazon-beauty \\
+        --models=ComiRecSA,ComiRecDR,MIND,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF --seeds=2020,2021,2022
+
+Every other ``--key=value`` is a RecBole config override applied to every model (e.g.
+``--epochs=1 --data_path=../shared/data --gpu_id=0``). ``--config_files="a.yaml b.yaml"`` applies
+yaml files to every model; ``props/benchmark/<Model>.yaml`` and
+``props/benchmark/<dataset>/<Model>.yaml`` apply to that model only. Results go to
+``--output_dir`` (default ``benchmark_results/<dataset>``); rerunning the same command skips the
+finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from recbole_eimf.benchmark.runner import BenchmarkSetupError, check_inputs, run_benchmark
+from recbole_eimf.data import DatasetNotFoundError
+
+logger = logging.getLogger("recbole_eimf.benchmark")
+
+
+def _str2bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def _names(value: str) -> List[str]:
+    return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+
+
+def _seeds(value: str) -> List[int]:
+    try:
+        return [int(part) for part in _names(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--model=X` or `--seed=1` must not silently mean --models / --seeds.
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_eimf.benchmark",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+        epilog="Any other --key=value is passed to RecBole's Config of every model (e.g. --epochs=1).",
+    )
+    parser.add_argument("--dataset", "-d", required=True, help="dataset name, e.g. amazon-beauty")
+    parser.add_argument("--models", "-m", type=_names, required=True, help="comma-separated model names")
+    parser.add_argument("--seeds", type=_seeds, default=[2020, 2021, 2022], help="comma-separated seeds (2020,2021,2022)")
+    parser.add_argument("--output_dir", default=None, help="results folder (benchmark_results/<dataset>)")
+    parser.add_argument("--config_files", default=None, help="yaml files applied to every model, space-separated")
+    parser.add_argument(
+        "--model_config_dir", default=None, help="folder of per-model yaml overrides (props/benchmark)"
+    )
+    parser.add_argument(
+        "--keep_checkpoints", type=_str2bool, default=False, help="keep each run's best checkpoint (False)"
+    )
+    parser.add_argument(
+        "--stop_on_error", type=_str2bool, default=False,
+        help="stop at the first failing run instead of going on with the next (False)",
+    )
+    return parser
+
+
+def parse_overrides(parser: argparse.ArgumentParser, extra: Sequence[str]) -> Dict[str, str]:
+    """``--key=value`` arguments the harness does not know, as RecBole config overrides."""
+    overrides: Dict[str, str] = {}
+    for arg in extra:
+        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
+            parser.error(f"unrecognized argument {arg!r}: config overrides are written --key=value")
+        key, value = arg[2:].split("=", 1)
+        if key in overrides and overrides[key] != value:
+            parser.error(f"--{key} given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
+@contextlib.contextmanager
+def _harness_logging(output_dir: Path) -> Iterator[None]:
+    # The harness's own progress lines: on the console and in <output_dir>/benchmark.log. Not
+    # propagated to the root logger, where RecBole puts each run's handlers (its own log file).
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    formatter = logging.Formatter("%(asctime)s %(levelname)s  %(message)s", "%d %b %H:%M:%S")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.StreamHandler(), logging.FileHandler(output_dir / "benchmark.log", encoding="utf-8")]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.level, logger.propagate = saved
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = parse_overrides(parser, extra)
+    output_dir = Path(args.output_dir) if args.output_dir else Path("benchmark_results") / args.dataset
+    config_files = args.config_files.split() if args.config_files else []
+    try:
+        # Unknown models and bad options fail here, before the output folder is made.
+        check_inputs(args.models, args.seeds, config_files, overrides)
+        with _harness_logging(output_dir):
+            logger.info("command: python -m recbole_eimf.benchmark " + " ".join(sys.argv[1:] if argv is None else argv))
+            summary = run_benchmark(
+                dataset=args.dataset,
+                models=args.models,
+                seeds=args.seeds,
+                output_dir=output_dir,
+                config_files=config_files,
+                overrides=overrides,
+                keep_checkpoints=args.keep_checkpoints,
+                stop_on_error=args.stop_on_error,
+                model_config_dir=args.model_config_dir,
+            )
+    except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\n{summary.markdown}")
+    print(f"trained {len(summary.trained)}, skipped {len(summary.skipped)} (done), failed {len(summary.failed)}")
+    for name, path in summary.files.items():
+        print(f"  {name:<17} {path}")
+    for model, seed, message in summary.failed:
+        print(f"FAILED {model} seed {seed}: {message}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Per-epoch timing and validation curves for any RecBole trainer, without copying ``fit``.
+
+:func:`instrument_trainer` derives a subclass of whatever trainer class a model uses (RecBole's
+``Trainer``, a plugin ``<Model>Trainer``, ...) that wraps ``_train_epoch`` and ``_valid_epoch``.
+``fit`` itself stays the parent's, so early stopping, checkpointing and logging are RecBole's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+
+# Instrumented subclasses are cached so that one trainer class yields one subclass.
+_CACHE: Dict[type, type] = {}
+
+
+def _as_float(value: Any) -> Any:
+    """numpy / torch scalars -> float, so that records serialise to JSON."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _synchronize(device: Any) -> None:
+    # CUDA kernels run asynchronously: wait for them so that wall time covers the work.
+    if torch.cuda.is_available() and getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+class EpochRecorder:
+    """Mixin state: seconds per training epoch and one record per validation."""
+
+    train_seconds: List[float]
+    valid_records: List[Dict[str, Any]]
+
+    def _init_records(self) -> None:
+        self.train_seconds = []
+        self.valid_records = []
+        self._last_epoch: Optional[int] = None
+
+
+def instrument_trainer(trainer_class: type) -> type:
+    """Return a subclass of ``trainer_class`` that records epoch times and validation results.
+
+    After ``fit``, the instance holds ``train_seconds`` (one float per ``_train_epoch`` call) and
+    ``valid_records`` (``{"epoch", "score", "seconds", "result"}`` per ``_valid_epoch`` call,
+    ``epoch`` being the 0-based index of the training epoch it followed, as RecBole logs it).
+    """
+    if trainer_class in _CACHE:
+        return _CACHE[trainer_class]
+
+    def __init__(self, config, model, *args, **kwargs) -> None:
+        EpochRecorder._init_records(self)
+        trainer_class.__init__(self, config, model, *args, **kwargs)
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        device = getattr(self, "device", None)
+        _synchronize(device)
+        start = time.perf_counter()
+        loss = trainer_class._train_epoch(self, train_data, epoch_idx, *args, **kwargs)
+        _synchronize(device)
+        self.train_seconds.append(time.perf_counter() - start)
+        self._last_epoch = epoch_idx
+        return loss
+
+    def _valid_epoch(self, valid_data, *args, **kwargs):
+        start = time.perf_counter()
+        valid_score, valid_result = trainer_class._valid_epoch(self, valid_data, *args, **kwargs)
+        self.valid_records.append(
+            {
+                "epoch": self._last_epoch,
+                "score": _as_float(valid_score),
+                "seconds": time.perf_counter() - start,
+                "result": {key: _as_float(value) for key, value in (valid_result or {}).items()},
+            }
+        )
+        return valid_score, valid_result
+
+    name = f"Instrumented{trainer_class.__name__}"
+    subclass = type(
+        name,
+        (trainer_class, EpochRecorder),
+        {
+            "__init__": __init__,
+            "_train_epoch": _train_epoch,
+            "_valid_epoch": _valid_epoch,
+            "__module__": __name__,
+            "__qualname__": name,
+            "__doc__": f"{trainer_class.__name__} recording epoch times and validation results.",
+        },
+    )
+    _CACHE[trainer_class] = subclass
+    return subclass
+
+
+def best_epoch(valid_records: List[Dict[str, Any]], bigger: bool = True) -> Optional[int]:
+    """The epoch whose checkpoint RecBole kept: its ``early_stopping`` updates on ties too."""
+    best_score, best = None, None
+    for record in valid_records:
+        score = record["score"]
+        if best_score is None or (score >= best_score if bigger else score <= best_score):
+            best_score, best = score, record["epoch"]
+    return best

@@ -1,0 +1,428 @@
+"""Train and test several models over several seeds under one protocol, resumably.
+
+Every run is built the way :func:`recbole_eimf.quick_start.run_recbole_eimf` builds one (Config
+-> init_seed -> init_logger -> create_dataset -> data_preparation -> init_seed -> model ->
+fit -> evaluate the best checkpoint on the test split); the trainer is instrumented
+(:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
+run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
+(:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
+
+Config priority per model (later wins): RecBole's and the plugin's defaults (``props/overall.yaml``
+applies to every model), ``config_files``, ``props/benchmark/<Model>.yaml``,
+``props/benchmark/<dataset>/<Model>.yaml``, ``overrides``, and finally the harness's own ``seed``
+and ``checkpoint_dir``. ``sys.argv`` is not read: the CLI turns ``--key=value`` into ``overrides``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime
+import gc
+import hashlib
+import logging
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
+from recbole_eimf.benchmark.report import flatten_record, write_reports
+from recbole_eimf.benchmark.store import RunStore, run_key
+from recbole_eimf.config import Config
+from recbole_eimf.data import create_dataset, data_preparation, ensure_dataset
+from recbole_eimf.utils import get_model, get_trainer, props_dir
+
+from recbole.utils import init_logger, init_seed
+
+logger = logging.getLogger(__name__)
+
+RUNS_FILE = "runs.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+
+# Keys the harness sets itself for every run.
+RESERVED_KEYS = {
+    "model": "name the models with --models",
+    "dataset": "name the dataset with --dataset",
+    "seed": "name the seeds with --seeds",
+    "checkpoint_dir": "each run gets its own folder under <output_dir>/checkpoints",
+}
+# Keys that say where or how visibly a run happens, not what it computes: a rerun may change them
+# (e.g. another GPU or data folder) and still resume the finished runs.
+PLACEMENT_KEYS = {
+    "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
+    "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
+    "dataset_save_path", "dataloaders_save_path", "eval_batch_size",
+}
+
+
+class BenchmarkSetupError(ValueError):
+    """The benchmark cannot start (unknown model, bad option, conflicting earlier runs)."""
+
+
+@dataclass
+class BenchmarkSummary:
+    """What one :func:`run_benchmark` call did."""
+
+    output_dir: Path
+    trained: List[Tuple[str, int]] = field(default_factory=list)
+    skipped: List[Tuple[str, int]] = field(default_factory=list)
+    failed: List[Tuple[str, int, str]] = field(default_factory=list)
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    files: Dict[str, Path] = field(default_factory=dict)
+    markdown: str = ""
+
+
+def _normalize_value(value: Any) -> Any:
+    """``"1"`` and ``1`` mean the same override (RecBole converts command-line strings)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        lowered = value.lower()
+        return {"true": True, "false": False}.get(lowered, value)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def model_config_files(
+    model: str, dataset: str, config_files: Sequence[Union[str, Path]], model_config_dir: Path
+) -> List[Path]:
+    """The yaml files one model runs with: the shared ones, then its own benchmark overrides."""
+    files = [Path(p) for p in config_files]
+    for candidate in (model_config_dir / f"{model}.yaml", model_config_dir / dataset / f"{model}.yaml"):
+        if candidate.is_file():
+            files.append(candidate)
+    return files
+
+
+def run_settings(dataset: str, overrides: Mapping[str, Any], files: Sequence[Path]) -> Dict[str, Any]:
+    """What must match for a finished run to count as done on a rerun."""
+    return {
+        "dataset": dataset,
+        "overrides": {
+            key: _normalize_value(value)
+            for key, value in sorted(overrides.items())
+            if key not in PLACEMENT_KEYS
+        },
+        # Contents, not paths: the same yaml copied elsewhere is the same setting.
+        "config_sha256": [_file_digest(path) for path in files],
+    }
+
+
+def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    parts = []
+    if old.get("dataset") != new.get("dataset"):
+        parts.append(f"dataset {old.get('dataset')} -> {new.get('dataset')}")
+    old_o, new_o = old.get("overrides", {}), new.get("overrides", {})
+    for key in sorted(set(old_o) | set(new_o)):
+        if old_o.get(key, "<unset>") != new_o.get(key, "<unset>"):
+            parts.append(f"{key}: {old_o.get(key, '<unset>')} -> {new_o.get(key, '<unset>')}")
+    if old.get("config_sha256") != new.get("config_sha256"):
+        parts.append("config file contents differ")
+    return ", ".join(parts) or "settings differ"
+
+
+@contextlib.contextmanager
+def _argv_isolated() -> Iterator[None]:
+    # RecBole's Config reads --key=value from sys.argv, at a priority above config_dict: the harness
+    # passes its overrides explicitly, so the caller's argv (pytest's, the CLI's) must not leak in.
+    saved = sys.argv
+    sys.argv = saved[:1] or ["recbole_eimf.benchmark"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextlib.contextmanager
+def _run_logging(config) -> Iterator[None]:
+    # init_logger adds its console and file handlers through logging.basicConfig, which does
+    # nothing once the root logger has handlers: remove the ones it added after each run, so
+    # that the next run gets its own log file and handlers do not pile up.
+    root = logging.getLogger()
+    before = list(root.handlers)
+    init_logger(config)
+    added = [handler for handler in root.handlers if handler not in before]
+    try:
+        yield
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def _device_name(device: Any) -> str:
+    if getattr(device, "type", str(device)).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine() or 'unknown'})"
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _floats(result: Optional[Mapping[str, Any]]) -> Dict[str, float]:
+    return {key: float(value) for key, value in (result or {}).items()}
+
+
+def build_config(
+    model_name: str,
+    dataset_name: str,
+    seed: int,
+    config_file_list: Sequence[Path],
+    overrides: Mapping[str, Any],
+    checkpoint_dir: Path,
+) -> Config:
+    """The Config of one run: shared and per-model yaml, then overrides, then seed and checkpoint_dir."""
+    config_dict = dict(overrides)
+    config_dict.update({"seed": int(seed), "checkpoint_dir": str(checkpoint_dir)})
+    with _argv_isolated():
+        return Config(
+            model=model_name,
+            dataset=dataset_name,
+            config_file_list=[str(p) for p in config_file_list],
+            config_dict=config_dict,
+        )
+
+
+def run_one(
+    model_name: str,
+    dataset_name: str,
+    seed: int,
+    config_file_list: Sequence[Path],
+    overrides: Mapping[str, Any],
+    checkpoint_dir: Path,
+) -> Dict[str, Any]:
+    """Train ``model_name`` with ``seed``, test its best checkpoint, and return the run record."""
+    config = build_config(model_name, dataset_name, seed, config_file_list, overrides, checkpoint_dir)
+    started = time.perf_counter()
+    init_seed(config["seed"], config["reproducibility"])
+    with _run_logging(config):
+        run_logger = logging.getLogger()  # RecBole's handlers: the run's own log file
+        run_logger.info(config)
+        dataset = create_dataset(config)
+        run_logger.info(dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        run_logger.info(model)
+        n_params = sum(p.numel() for p in model.parameters())
+
+        trainer_class = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
+        trainer = trainer_class(config, model)
+        try:
+            best_valid_score, best_valid_result = trainer.fit(
+                train_data, valid_data, saved=True, show_progress=config["show_progress"]
+            )
+            device = config["device"]
+            if torch.cuda.is_available() and str(device).startswith("cuda"):
+                torch.cuda.synchronize(device)
+            # Full-sort inference on the test split, loading the best checkpoint included (small
+            # next to ranking every item for every test user).
+            test_start = time.perf_counter()
+            test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
+            if torch.cuda.is_available() and str(device).startswith("cuda"):
+                torch.cuda.synchronize(device)
+            test_seconds = time.perf_counter() - test_start
+            run_logger.info(f"best valid: {_floats(best_valid_result)}")
+            run_logger.info(f"test result: {_floats(test_result)}")
+        finally:
+            tensorboard = getattr(trainer, "tensorboard", None)
+            if tensorboard is not None:
+                tensorboard.close()
+
+    train_seconds = list(trainer.train_seconds)
+    valid_records = list(trainer.valid_records)
+    record = {
+        "model": model_name,
+        "seed": int(seed),
+        "dataset": dataset_name,
+        "device": str(config["device"]),
+        "device_name": _device_name(config["device"]),
+        "params": int(n_params),
+        "epochs_run": len(train_seconds),
+        "best_epoch": best_epoch(valid_records, bool(config["valid_metric_bigger"])),
+        "train_sec_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
+        "valid_sec_per_epoch": (
+            sum(r["seconds"] for r in valid_records) / len(valid_records) if valid_records else None
+        ),
+        "test_inference_sec": test_seconds,
+        "total_sec": time.perf_counter() - started,
+        "valid_metric": str(config["valid_metric"]),
+        "best_valid_score": float(best_valid_score) if best_valid_score is not None else None,
+        "test": _floats(test_result),
+        "valid": _floats(best_valid_result),
+        "train_epoch_seconds": train_seconds,
+        "valid_curve": valid_records,
+        "checkpoint": str(trainer.saved_model_file),
+    }
+    del trainer, model, train_data, valid_data, test_data, dataset
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return record
+
+
+def check_inputs(
+    models: Sequence[str], seeds: Sequence[int], config_files: Sequence[Union[str, Path]], overrides: Mapping[str, Any]
+) -> None:
+    if not models:
+        raise BenchmarkSetupError("no models given (e.g. --models=SASRec,ComiRecSA)")
+    if not seeds:
+        raise BenchmarkSetupError("no seeds given (e.g. --seeds=2020,2021,2022)")
+    for what, values in (("model", list(models)), ("seed", [int(s) for s in seeds])):
+        duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        if duplicates:
+            raise BenchmarkSetupError(f"{what} listed twice: {', '.join(duplicates)}")
+    # Resolve every model before any training: a typo must not surface after hours of runs.
+    errors = []
+    for name in models:
+        try:
+            get_model(name)
+        except ValueError as err:
+            errors.append(str(err))
+    if errors:
+        raise BenchmarkSetupError("unknown model(s), nothing was run:\n" + "\n".join(errors))
+    for path in config_files:
+        if not Path(path).is_file():
+            raise BenchmarkSetupError(f"config file not found: {path}")
+    for key in overrides:
+        if key in RESERVED_KEYS:
+            raise BenchmarkSetupError(f"`{key}` cannot be overridden in a benchmark: {RESERVED_KEYS[key]}")
+
+
+def run_benchmark(
+    dataset: str,
+    models: Sequence[str],
+    seeds: Sequence[int] = (2020, 2021, 2022),
+    output_dir: Union[str, Path, None] = None,
+    config_files: Sequence[Union[str, Path]] = (),
+    overrides: Optional[Mapping[str, Any]] = None,
+    keep_checkpoints: bool = False,
+    stop_on_error: bool = False,
+    model_config_dir: Union[str, Path, None] = None,
+) -> BenchmarkSummary:
+    """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
+
+    ``output_dir`` defaults to ``benchmark_results/<dataset>``; it receives ``runs.jsonl``,
+    ``results.csv``, ``results.json``, ``results.md``, ``metrics.png`` and ``valid_curves.png``.
+    ``overrides`` are RecBole config keys applied to every model (values as on RecBole's command
+    line or already typed). ``model_config_dir`` (default ``props/benchmark``) holds per-model
+    yaml overrides. A run that raises is logged and retried on the next call; with
+    ``stop_on_error`` it ends the benchmark instead.
+
+    Raises ``ValueError`` before any training for an unknown model name, a reserved override,
+    or finished runs in ``output_dir`` that were made with other settings.
+    """
+    models = [str(m).strip() for m in models]
+    seeds = [int(s) for s in seeds]
+    overrides = dict(overrides or {})
+    config_files = [Path(p) for p in config_files]
+    check_inputs(models, seeds, config_files, overrides)
+
+    output_dir = Path(output_dir) if output_dir is not None else Path("benchmark_results") / dataset
+    model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
+    files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
+    settings_per_model = {m: run_settings(dataset, overrides, files_per_model[m]) for m in models}
+
+    store = RunStore(output_dir / RUNS_FILE)
+    records = store.load()
+    conflicts = []
+    for model in models:
+        for seed in seeds:
+            old = records.get(run_key(model, seed))
+            if old is not None and old.get("settings") != settings_per_model[model]:
+                conflicts.append(
+                    f"  {model} seed {seed}: {_settings_diff(old.get('settings') or {}, settings_per_model[model])}"
+                )
+    if conflicts:
+        raise BenchmarkSetupError(
+            f"{output_dir / RUNS_FILE} holds finished runs made with other settings:\n"
+            + "\n".join(conflicts)
+            + "\nUse another --output_dir, or delete those runs' lines from runs.jsonl to redo them."
+        )
+
+    # Pre-flight, before any training: every pending model's config must build, and the dataset
+    # must be on disk (or be downloaded now), so that a bad yaml or a missing folder fails fast.
+    pending = [m for m in models if any(run_key(m, s) not in records for s in seeds)]
+    for i, model in enumerate(pending):
+        config = build_config(model, dataset, seeds[0], files_per_model[model], overrides, output_dir)
+        if i == 0:
+            ensure_dataset(config)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = BenchmarkSummary(output_dir=output_dir)
+    total = len(models) * len(seeds)
+    logger.info(
+        f"Benchmark on {dataset}: {len(models)} models x {len(seeds)} seeds = {total} runs -> {output_dir}"
+    )
+
+    def report() -> None:
+        rows = [records[run_key(m, s)] for m in models for s in seeds if run_key(m, s) in records]
+        summary.rows = [flatten_record(r) for r in rows]
+        summary.files, summary.markdown = write_reports(rows, output_dir, dataset, models)
+
+    index = 0
+    for model in models:
+        for seed in seeds:
+            index += 1
+            key = run_key(model, seed)
+            if key in records:
+                logger.info(f"[{index}/{total}] skipping {model} seed {seed} (done)")
+                summary.skipped.append(key)
+                continue
+            logger.info(f"[{index}/{total}] {model} seed {seed}")
+            checkpoint_dir = output_dir / CHECKPOINTS_DIR / f"{model}-seed{seed}"
+            # A run's own folder: RecBole names checkpoints <model>-<time to the second>.pth, so a
+            # shared folder could let two runs collide. Leftovers of an interrupted run go first.
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            try:
+                record = run_one(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir)
+            except Exception as err:  # noqa: BLE001  (one failing model must not end a long benchmark)
+                if stop_on_error:
+                    raise
+                logger.exception(f"[{index}/{total}] {model} seed {seed} failed: {err}")
+                summary.failed.append((model, seed, f"{type(err).__name__}: {err}"))
+                if not keep_checkpoints:
+                    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+                del err
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # e.g. after an out-of-memory error
+                continue
+            if not keep_checkpoints:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+                record["checkpoint"] = None
+            record["settings"] = settings_per_model[model]
+            record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+            store.append(record)
+            records[key] = record
+            summary.trained.append(key)
+            logger.info(
+                f"[{index}/{total}] {model} seed {seed} done: {record['epochs_run']} epochs, "
+                f"{_fmt(record['train_sec_per_epoch'], '.2f')} s/epoch, best valid "
+                f"{record['valid_metric']} {_fmt(record['best_valid_score'], '.4f')} "
+                f"(epoch {record['best_epoch']}), test {_fmt(record['test_inference_sec'], '.2f')} s"
+            )
+            report()  # partial results stay readable if a later run dies
+
+    checkpoints = output_dir / CHECKPOINTS_DIR
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
+    report()
+    if summary.failed:
+        logger.error(
+            f"{len(summary.failed)} run(s) failed (rerun the same command to retry them): "
+            + ", ".join(f"{m} seed {s}" for m, s, _ in summary.failed)
+        )
+    return summary

@@ -1,0 +1,243 @@
+"""The benchmark harness: a real (tiny) two-model run, its reports, resuming, and fail-fast checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+
+import pytest
+
+import recbole_eimf  # noqa: F401  (compatibility shims before RecBole loads)
+from recbole_eimf.benchmark import BenchmarkSetupError, best_epoch, instrument_trainer, run_benchmark
+from recbole_eimf.benchmark import runner as runner_module
+from recbole_eimf.benchmark.__main__ import main
+from recbole_eimf.benchmark.report import markdown_table, write_reports
+from recbole_eimf.benchmark.store import RunStore
+
+MODELS = ["ComiRecSA", "SASRec"]
+# Small enough for a few seconds per run on 2 CPU cores: short sequences, tiny embeddings, and
+# only the ml-100k users with at most 40 ratings (306 users, ~7.5k training sequences).
+SMALL = {
+    "epochs": 1,
+    "eval_step": 1,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "embedding_size": 16,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "user_inter_num_interval": "[5,40]",
+}
+OUTPUT_FILES = ["runs.jsonl", "results.csv", "results.json", "results.md", "metrics.png", "valid_curves.png"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    # RecBole's Config reads sys.argv, and RecBole writes ./log and ./saved relative to cwd.
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a run was started although none should be")
+
+
+def _assert_finite_numbers(row: dict) -> None:
+    for key, value in row.items():
+        if key.startswith(("test_", "valid_")) and key != "valid_metric" or key in (
+            "train_sec_per_epoch", "test_inference_sec", "best_valid_score",
+        ):
+            assert math.isfinite(float(value)), (key, value)
+
+
+def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog, capsys):
+    import matplotlib.image
+
+    out = workdir / "bench"
+    summary = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL)
+
+    assert summary.trained == [("ComiRecSA", 2020), ("SASRec", 2020)]
+    assert summary.skipped == [] and summary.failed == []
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not (out / "checkpoints").exists(), "checkpoints are deleted after testing by default"
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], int(r["seed"])) for r in rows] == [("ComiRecSA", 2020), ("SASRec", 2020)]
+    for row in rows:
+        _assert_finite_numbers(row)
+        assert int(row["epochs_run"]) == 1 and int(row["best_epoch"]) == 0
+        assert int(row["params"]) > 0 and row["device"] == "cpu"
+        for metric in ("recall@20", "ndcg@20", "recall@50", "ndcg@50", "mrr@20"):
+            assert 0.0 <= float(row[f"test_{metric}"]) <= 1.0
+            assert 0.0 <= float(row[f"valid_{metric}"]) <= 1.0
+        assert float(row["train_sec_per_epoch"]) > 0 and float(row["test_inference_sec"]) > 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 2
+    for entry in results:
+        assert len(entry["train_epoch_seconds"]) == 1
+        assert [point["epoch"] for point in entry["valid_curve"]] == [0]
+        assert entry["valid_curve"][0]["score"] == pytest.approx(entry["best_valid_score"])
+        assert math.isfinite(entry["test_ndcg@20"])
+
+    markdown = (out / "results.md").read_text()
+    for model in MODELS:
+        assert f"| {model} |" in markdown
+    assert "Recall@20" in markdown and "NDCG@50" in markdown and "MRR@20" in markdown
+    assert markdown.count("**") >= 10, "the best value of each of the 5 metric columns is bold"
+
+    for png in ("metrics.png", "valid_curves.png"):
+        image = matplotlib.image.imread(out / png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+
+    # Same command again, through the CLI: everything is done, so nothing may train.
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    argv = ["--dataset=ml-100k", f"--models={','.join(MODELS)}", "--seeds=2020", f"--output_dir={out}"]
+    argv += [f"--{key}={value}" for key, value in SMALL.items()]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "trained 0, skipped 2 (done), failed 0" in printed
+    log = (out / "benchmark.log").read_text()
+    assert "skipping ComiRecSA seed 2020 (done)" in log and "skipping SASRec seed 2020 (done)" in log
+    assert "[2/2]" in log
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+    assert (out / "results.md").read_text() == markdown
+
+    # The API logs the same; a changed setting refuses to mix runs into the folder.
+    caplog.set_level(logging.INFO, logger="recbole_eimf.benchmark")
+    again = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL)
+    assert again.trained == [] and again.skipped == [("ComiRecSA", 2020), ("SASRec", 2020)]
+    assert "[1/2] skipping ComiRecSA seed 2020 (done)" in caplog.text
+    with pytest.raises(BenchmarkSetupError, match="epochs: 1 -> 2"):
+        run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides={**SMALL, "epochs": 2})
+
+
+def test_unknown_model_fails_before_training(workdir, monkeypatch, capsys):
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    monkeypatch.setattr(runner_module, "create_dataset", _no_training)
+    out = workdir / "bench"
+    with pytest.raises(BenchmarkSetupError, match=r"\[NoSuchModel\]"):
+        run_benchmark("ml-100k", ["SASRec", "NoSuchModel"], seeds=[2020], output_dir=out, overrides=SMALL)
+    assert not out.exists()
+
+    assert main(["--dataset=ml-100k", "--models=SASRec,NoSuchModel", f"--output_dir={out}", "--epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "NoSuchModel" in err and "nothing was run" in err
+    assert not out.exists()
+
+
+def test_reserved_and_malformed_options(workdir):
+    with pytest.raises(BenchmarkSetupError, match="--seeds"):
+        run_benchmark("ml-100k", ["SASRec"], seeds=[1], output_dir=workdir / "x", overrides={"seed": 3})
+    with pytest.raises(BenchmarkSetupError, match="listed twice"):
+        run_benchmark("ml-100k", ["SASRec", "SASRec"], seeds=[1], output_dir=workdir / "x")
+    with pytest.raises(SystemExit):
+        main(["--dataset=ml-100k", "--models=SASRec", "stray"])
+    with pytest.raises(SystemExit):  # no abbreviations: --model is not --models
+        main(["--dataset=ml-100k", "--model=SASRec"])
+
+
+def _record(model: str, seed: int, ndcg: float, curve: list) -> dict:
+    return {
+        "model": model, "seed": seed, "dataset": "toy", "device": "cpu", "device_name": "cpu",
+        "params": 1000, "epochs_run": len(curve), "best_epoch": 0, "train_sec_per_epoch": 1.5,
+        "valid_metric": "NDCG@20", "best_valid_score": max(curve),
+        "test": {"recall@20": 2 * ndcg, "ndcg@20": ndcg, "recall@50": 3 * ndcg, "ndcg@50": 1.5 * ndcg, "mrr@20": ndcg / 2},
+        "valid": {"ndcg@20": max(curve)},
+        "train_epoch_seconds": [1.5] * len(curve),
+        "valid_curve": [{"epoch": i, "score": s, "seconds": 0.1, "result": {"ndcg@20": s}} for i, s in enumerate(curve)],
+    }
+
+
+def test_report_mean_std_and_bold(tmp_path):
+    records = [
+        _record("A", 1, 0.10, [0.05, 0.08, 0.07]),
+        _record("A", 2, 0.12, [0.06, 0.09]),
+        _record("B", 1, 0.20, [0.10]),
+    ]
+    table = markdown_table(records, ["A", "B"], "toy")
+    row_a = next(line for line in table.splitlines() if line.startswith("| A |"))
+    row_b = next(line for line in table.splitlines() if line.startswith("| B |"))
+    assert "0.1100 ± 0.0141" in row_a and "**" not in row_a  # mean and sample std over 2 seeds
+    assert "**0.2000**" in row_b and "±" not in row_b.split("|")[3]  # one seed: no std
+    files, _ = write_reports(records, tmp_path, "toy", ["A", "B"])
+    assert all(path.is_file() for path in files.values())
+
+
+def test_run_store_survives_a_truncated_line(tmp_path):
+    store = RunStore(tmp_path / "runs.jsonl")
+    store.append({"model": "A", "seed": 1, "x": 1})
+    with open(store.path, "a") as f:
+        f.write('{"model": "B", "se')  # a crash in the middle of a write
+    store.append({"model": "C", "seed": 3})
+    assert sorted(store.load()) == [("A", 1), ("C", 3)]
+
+
+def test_instrumented_trainer_and_best_epoch():
+    class FakeTrainer:
+        def __init__(self, config, model):
+            self.device = "cpu"
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            return 1.0
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            return 0.5, {"ndcg@20": 0.5}
+
+    cls = instrument_trainer(FakeTrainer)
+    assert issubclass(cls, FakeTrainer) and instrument_trainer(FakeTrainer) is cls
+    trainer = cls(None, None)
+    assert trainer._train_epoch(None, 0) == 1.0
+    assert trainer._valid_epoch(None) == (0.5, {"ndcg@20": 0.5})
+    assert len(trainer.train_seconds) == 1
+    assert trainer.valid_records[0]["epoch"] == 0 and trainer.valid_records[0]["result"] == {"ndcg@20": 0.5}
+    curve = [{"epoch": e, "score": s} for e, s in enumerate([0.1, 0.3, 0.3, 0.2])]
+    assert best_epoch(curve) == 2  # RecBole's early_stopping keeps the later of equal scores
+    assert best_epoch(curve, bigger=False) == 0
+
+
+def test_config_priority_shared_then_model_files_then_overrides(workdir):
+    from recbole_eimf.benchmark.runner import build_config, model_config_files
+
+    shared = workdir / "shared.yaml"
+    shared.write_text("hidden_size: 8\ninner_size: 8\nn_layers: 1\n")
+    model_dir = workdir / "per_model"
+    (model_dir / "ml-100k").mkdir(parents=True)
+    (model_dir / "SASRec.yaml").write_text("hidden_size: 24\nn_heads: 4\n")
+    (model_dir / "ml-100k" / "SASRec.yaml").write_text("n_heads: 1\n")
+    files = model_config_files("SASRec", "ml-100k", [shared], model_dir)
+    assert files == [shared, model_dir / "SASRec.yaml", model_dir / "ml-100k" / "SASRec.yaml"]
+    assert model_config_files("GRU4Rec", "ml-100k", [shared], model_dir) == [shared]
+
+    config = build_config("SASRec", "ml-100k", 7, files, {"inner_size": "16"}, workdir / "ckpt")
+    assert config["hidden_size"] == 24  # per-model file over the shared one
+    assert config["n_heads"] == 1  # the dataset-specific file over the per-model one
+    assert config["n_layers"] == 1  # shared file
+    assert config["inner_size"] == 16  # overrides over every file, typed like RecBole's command line
+    assert config["seed"] == 7 and config["checkpoint_dir"] == str(workdir / "ckpt")
+    assert config["valid_metric"] == "NDCG@20"  # props/overall.yaml applies to RecBole's models too
+
+    with pytest.raises(BenchmarkSetupError, match="config file not found"):
+        run_benchmark("ml-100k", ["SASRec"], seeds=[1], output_dir=workdir / "x", config_files=["missing.yaml"])
+
+
+def test_shipped_feature_model_overrides_name_loaded_fields():
+    import yaml
+
+    from recbole_eimf.utils import props_dir
+
+    folder = props_dir() / "benchmark"
+    for model in ("SASRecF", "GRU4RecF"):
+        generic = yaml.safe_load((folder / f"{model}.yaml").read_text())
+        ml100k = yaml.safe_load((folder / "ml-100k" / f"{model}.yaml").read_text())
+        assert generic["selected_features"] == ["categories"]  # amazon-beauty / amazon-books load it
+        assert ml100k["selected_features"] == ["class"]
+    for dataset, field in (("amazon-beauty", "categories"), ("ml-100k", "class")):
+        load_col = yaml.safe_load((props_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
+        assert field in load_col["item"]
