@@ -2,6 +2,7 @@
 
     python run_recbole_eimf.py --model=ComiRecSA --dataset=ml-100k --epochs=1
     python run_recbole_eimf.py --model=ComiRecSA --params_file=props/hyper/comirec.hyper   # tuning
+    python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
 """
@@ -20,9 +21,24 @@ if __name__ == "__main__":
     parser.add_argument("--params_file", type=str, default=None, help="hyper-parameter space (RecBole format): tune")
     parser.add_argument("--algo", type=str, default="exhaustive", help="tuning: exhaustive, random or bayes")
     parser.add_argument("--max_evals", type=int, default=100, help="tuning: most trials (random, bayes)")
+    parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
+                        help="train (default), or esim: run ESIM preprocessing alone")
+    parser.add_argument("--dry_run", type=str, default=None,
+                        help="with --stage=esim: True reports users, prompt tokens and cost, making no request")
     args, _ = parser.parse_known_args()
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    if args.stage == "esim":
+        from recbole_eimf.esim import EsimError
+        from recbole_eimf.esim.stage import run_esim_stage
+
+        dry_run = None if args.dry_run is None else args.dry_run.strip().lower() in ("1", "true", "yes")
+        try:
+            print(run_esim_stage(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
+                                 dry_run=dry_run))
+        except (ConfigError, DatasetNotFoundError, EsimError) as err:
+            sys.exit(f"error: {err}")
+        sys.exit(0)
     if args.params_file:
         from recbole_eimf.quick_start.tuning import run_hyper
 
@@ -33,11 +49,8 @@ if __name__ == "__main__":
             )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")
-        print(f"
-best of {len(tuned['trials'])} trials: {tuned['best']['params']}")
-        print(f"{format_results(tuned['best'])}
-
-trials and best.yaml in {tuned['output_dir']}")
+        print(f"\nbest of {len(tuned['trials'])} trials: {tuned['best']['params']}")
+        print(f"{format_results(tuned['best'])}\n\ntrials and best.yaml in {tuned['output_dir']}")
         sys.exit(0)
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)

@@ -57,3 +57,15 @@ def test_cli_rejects_an_unknown_model_before_training(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "SASRecc" in proc.stderr and "ComiRecSA" in proc.stderr
+
+
+def test_cli_tunes_from_a_params_file(tmp_path):
+    (tmp_path / "space.hyper").write_text("learning_rate choice [0.001,0.01]\n")
+    proc = run_cli(
+        "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=1",
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best of 2 trials" in proc.stdout
+    assert (tmp_path / "hyper" / "ComiRecSA-ml-100k" / "best.yaml").is_file()
+    assert len(parse_table(proc.stdout)) == 9

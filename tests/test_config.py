@@ -16,7 +16,7 @@ def test_plugin_models_resolve_with_their_own_defaults():
     assert Config(model="ComiRecDR", dataset="ml-100k")["routing_iterations"] == 3
     assert Config(model="MIND", dataset="ml-100k")["relu_layer"] is True
     assert get_model("MIND") is MIND and get_model("ComiRecDR") is ComiRecDR
-    assert plugin_model_names() == ["ComiRecSA", "ComiRecDR", "MIND", "TransMI"]
+    assert plugin_model_names() == ["EIMF", "ComiRecSA", "ComiRecDR", "MIND", "TransMI"]
 
 
 def test_recbole_models_resolve_and_get_the_project_protocol():

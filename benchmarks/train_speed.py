@@ -1,0 +1,101 @@
+"""Training and full-sort inference speed of several models, measured in one process.
+
+    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+        --models=SASRec,ComiRecSA,ComiRecDR,MIND,TransMI --batches=10 --rounds=3 --anomaly
+
+Every model trains on the same first ``--batches`` training batches; models take turns round by
+round, so a change in machine load hits all of them alike, and the table reports medians over
+rounds. Seconds per epoch are estimated as seconds per batch times the number of training batches.
+``--anomaly`` also times each model with ``torch.autograd.set_detect_anomaly(True)`` (what
+importing RecBole's SINE leaves switched on without recbole_eimf.compat). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+import recbole_eimf  # noqa: F401  (compat: anomaly detection off)
+from recbole_eimf.config import Config
+from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.utils import get_model
+
+
+def train_seconds(model, optimizer, batches, anomaly: bool) -> float:
+    """Seconds per training batch."""
+    model.train()
+    torch.autograd.set_detect_anomaly(anomaly)
+    start = time.perf_counter()
+    for batch in batches:
+        optimizer.zero_grad()
+        losses = model.calculate_loss(batch)
+        (sum(losses) if isinstance(losses, tuple) else losses).backward()
+        optimizer.step()
+    torch.autograd.set_detect_anomaly(False)
+    return (time.perf_counter() - start) / len(batches)
+
+
+@torch.no_grad()
+def inference_seconds(model, batches) -> float:
+    """Seconds per full-sort batch (score every item for every user of the batch)."""
+    model.eval()
+    start = time.perf_counter()
+    for interaction in batches:
+        model.full_sort_predict(interaction)
+    return (time.perf_counter() - start) / len(batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default="dataset/")
+    parser.add_argument("--models", default="SASRec,ComiRecSA")
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--anomaly", action="store_true", help="also time with anomaly detection on")
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config must not read this script's flags
+
+    setups = {}
+    for name in args.models.split(","):
+        config = Config(model=name, dataset=args.dataset, config_dict={"data_path": args.data_path, "state": "ERROR"})
+        train, _, test = data_preparation(config, create_dataset(config))
+        device = config["device"]
+        batches = [b.to(device) for _, b in zip(range(args.batches), train)]
+        tests = [b[0].to(device) for _, b in zip(range(max(1, args.batches // 5)), test)]
+        model = get_model(name)(config, train._dataset).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+        train_seconds(model, optimizer, batches[:1], anomaly=False)  # warm-up
+        setups[name] = (model, optimizer, batches, tests, len(train))
+
+    times = {name: {"off": [], "on": [], "infer": []} for name in setups}
+    for _ in range(args.rounds):
+        for name, (model, optimizer, batches, tests, _) in setups.items():
+            times[name]["off"].append(train_seconds(model, optimizer, batches, anomaly=False))
+            if args.anomaly:
+                times[name]["on"].append(train_seconds(model, optimizer, batches, anomaly=True))
+            times[name]["infer"].append(inference_seconds(model, tests))
+
+    first = next(iter(setups))
+    base = statistics.median(times[first]["off"])
+    header = f"| model ({args.dataset}, {config['device']}, {torch.get_num_threads()} threads) | s/batch | est. s/epoch | vs {first} | full-sort s/batch"
+    header += " | s/batch, anomaly on | anomaly on/off |" if args.anomaly else " |"
+    print(header)
+    print("|" + " --- |" * (7 if args.anomaly else 5))
+    for name, (_, _, _, _, n_batches) in setups.items():
+        off = statistics.median(times[name]["off"])
+        row = f"| {name} | {off:.3f} | {off * n_batches:.0f} | {off / base:.2f}x | {statistics.median(times[name]['infer']):.3f}"
+        if args.anomaly:
+            on = statistics.median(times[name]["on"])
+            row += f" | {on:.3f} | {on / off:.2f}x |"
+        else:
+            row += " |"
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""ESIM, the Explicit Semantic Interest Module: LLM-stated interests of typical users, as training targets.
+
+Offline preprocessing before EIMF trains (``../shared/EIMF-METHOD.md``, section ESIM). Data flows
+one way: RecBole's training dataset -> ESIM (cached on disk) -> the model. ESIM imports no model.
+
+The contract with the model
+---------------------------
+A model calls one function, once, in its ``__init__``::
+
+    from recbole_eimf.esim import load_semantic_targets
+    targets = load_semantic_targets(config, dataset)   # dataset: train_data.dataset
+
+It builds the targets (or loads them from the cache: a second run makes no LLM request) and
+returns a :class:`SemanticTargets` of CPU tensors, every per-user tensor indexed by RecBole's
+internal user id (``n_users = dataset.user_num``, row 0 is RecBole's padding user):
+
+==================  ======================  =====================================================
+``labels``          ``[n_users, P]`` float  multi-hot concepts of each user's stated interests
+``interests``       ``[n_users, J, d_t]``   semantic interest embeddings (unit length; 0 if masked)
+``interest_mask``   ``[n_users, J]`` bool   which of the J slots hold an interest
+``has_target``      ``[n_users]`` bool      the user has semantic targets (rows of the others: 0)
+``concepts``        ``[P, d_t]`` float      concept prototypes (unit length)
+``user_cluster``    ``[n_users]`` long      the user's k-means cluster (-1: no training data)
+``is_typical``      ``[n_users]`` bool      the user was sent to the LLM (a typical user)
+==================  ======================  =====================================================
+
+``P = n_concepts`` (fewer if there are fewer distinct interests), ``J = max_interests`` (default:
+the model's ``n_interests``), ``d_t`` = the text encoder's width (``targets.semantic_dim``).
+Invariant: ``has_target[u] == interest_mask[u].any() == labels[u].any()``.
+``semantic_scope: typical`` gives targets to typical users only (as in the paper);
+``semantic_scope: cluster`` also gives every other user of a cluster its cluster's targets.
+``targets.manifest`` says what produced them (dataset, split, template hash, LLM, encoder, keys);
+``targets.to(device)`` moves the tensors.
+
+Only training interactions are read: a user's validation and test items never reach a profile, a
+prompt or a label (:mod:`recbole_eimf.esim.sequences`).
+
+Steps (one module each): :mod:`sequences` (training sequences), :mod:`item_text` (readable item
+text from ``text_fields``), :mod:`encoders` (text encoders), :mod:`profiles` (user profiles and
+typical users), :mod:`tokens` and :mod:`prompts` (prompt building under a token budget),
+:mod:`backends` (``openai``, ``local``, ``extractive``), :mod:`parsing`, :mod:`extraction`
+(cache-first requests with bounded concurrency), :mod:`concepts`, :mod:`cache`, :mod:`report`,
+:mod:`pipeline` (all of it), :mod:`stage` (``run_recbole_eimf.py --stage=esim``), and
+:mod:`loopback` (a local OpenAI-compatible test server).
+
+Config keys: ``recbole_eimf/properties/esim.yaml`` (each with its one-line description).
+"""
+
+from recbole_eimf.esim.errors import EsimError, LLMFatalError
+from recbole_eimf.esim.pipeline import EsimResult, SemanticTargets, dry_run, load_semantic_targets, run_esim
+from recbole_eimf.esim.settings import EsimSettings
+
+__all__ = [
+    "load_semantic_targets",
+    "SemanticTargets",
+    "EsimSettings",
+    "run_esim",
+    "dry_run",
+    "EsimResult",
+    "EsimError",
+    "LLMFatalError",
+]

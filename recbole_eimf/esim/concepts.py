@@ -1,0 +1,109 @@
+"""Concept prototypes and per-user semantic targets (``n_concepts``, ``semantic_scope``).
+
+* Concepts: k-means (seeded) over the embeddings of all interests of all typical users gives
+  ``P = n_concepts`` prototypes (unit length; fewer when there are fewer distinct interests). Each
+  interest belongs to its nearest prototype (cosine).
+* ``typical`` scope: a typical user's multi-hot label is the set of its interests' concepts, and its
+  semantic interests are its own interest embeddings (up to ``J = max_interests``).
+* ``cluster`` scope: in addition, every other user of a cluster inherits the cluster's targets: the
+  concepts held by at least half of the cluster's typical users that have interests (at least the
+  most frequent one), and for each of those concepts (most frequent first, at most ``J``) the
+  cluster's interest embedding nearest that prototype. Typical users keep their own targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, List
+
+import numpy as np
+
+from recbole_eimf.esim.encoders import l2_normalize
+from recbole_eimf.esim.errors import EsimError
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_LABEL_MIN_SHARE = 0.5
+
+
+@dataclass
+class Concepts:
+    prototypes: np.ndarray     # [P, d_t], unit length
+    assignment: np.ndarray     # concept of each interest embedding given to build_concepts
+
+
+def build_concepts(interest_embeddings: np.ndarray, n_concepts: int, seed: int) -> Concepts:
+    from sklearn.cluster import KMeans
+
+    if len(interest_embeddings) == 0:
+        raise EsimError("ESIM has no interest to build concepts from: every typical user failed (see the report)")
+    n_distinct = len(np.unique(interest_embeddings.round(6), axis=0))
+    if n_concepts > n_distinct:
+        logger.warning(
+            f"ESIM: n_concepts [{n_concepts}] is more than the {n_distinct} distinct interests; using {n_distinct}"
+        )
+        n_concepts = n_distinct
+    kmeans = KMeans(n_clusters=n_concepts, random_state=seed, n_init=4)
+    kmeans.fit(interest_embeddings.astype(np.float64))
+    prototypes = l2_normalize(kmeans.cluster_centers_)
+    assignment = np.argmax(interest_embeddings @ prototypes.T, axis=1)
+    return Concepts(prototypes=prototypes, assignment=assignment)
+
+
+@dataclass
+class TargetArrays:
+    labels: np.ndarray          # [n_users, P] float32 multi-hot
+    interests: np.ndarray       # [n_users, J, d_t] float32 (zero rows where masked)
+    interest_mask: np.ndarray   # [n_users, J] bool
+    has_target: np.ndarray      # [n_users] bool
+
+
+def build_targets(
+    n_users: int,
+    max_interests: int,
+    user_embeddings: Dict[int, np.ndarray],
+    user_concepts: Dict[int, np.ndarray],
+    prototypes: np.ndarray,
+    user_cluster: np.ndarray,
+    scope: str,
+) -> TargetArrays:
+    """Per-user arrays (module doc). ``user_embeddings[u]``: ``[j, d_t]``; ``user_concepts[u]``: ``[j]``."""
+    n_concepts, dim = prototypes.shape
+    labels = np.zeros((n_users, n_concepts), dtype=np.float32)
+    interests = np.zeros((n_users, max_interests, dim), dtype=np.float32)
+    mask = np.zeros((n_users, max_interests), dtype=bool)
+
+    def assign(uid: int, vectors: np.ndarray, concepts: np.ndarray, label_set) -> None:
+        j = min(len(vectors), max_interests)
+        interests[uid, :j] = vectors[:j]
+        mask[uid, :j] = True
+        labels[uid, sorted(label_set)] = 1.0
+
+    for uid, vectors in user_embeddings.items():
+        assign(uid, vectors, user_concepts[uid], set(int(c) for c in user_concepts[uid]))
+
+    if scope == "cluster":
+        by_cluster: Dict[int, List[int]] = {}
+        for uid in user_embeddings:
+            if user_cluster[uid] >= 0:
+                by_cluster.setdefault(int(user_cluster[uid]), []).append(uid)
+        for cluster, members in sorted(by_cluster.items()):
+            holders = Counter(c for uid in members for c in set(int(x) for x in user_concepts[uid]))
+            ranked = sorted(holders, key=lambda c: (-holders[c], c))
+            shared = [c for c in ranked if holders[c] >= CLUSTER_LABEL_MIN_SHARE * len(members)] or ranked[:1]
+            pool = np.concatenate([user_embeddings[uid] for uid in members])
+            pool_concepts = np.concatenate([user_concepts[uid] for uid in members])
+            vectors = []
+            for concept in shared[:max_interests]:
+                candidates = np.flatnonzero(pool_concepts == concept)
+                best = candidates[np.argmax(pool[candidates] @ prototypes[concept])]
+                vectors.append(pool[best])
+            vectors = np.stack(vectors)
+            inherit = np.flatnonzero(user_cluster == cluster)
+            for uid in inherit:
+                if int(uid) not in user_embeddings and uid != 0:
+                    assign(int(uid), vectors, np.array(shared[:max_interests]), set(shared))
+    has_target = mask.any(axis=1)
+    return TargetArrays(labels=labels, interests=interests, interest_mask=mask, has_target=has_target)

@@ -1,0 +1,410 @@
+"""ESIM end to end: training data -> typical users -> interests -> embeddings -> concepts -> targets.
+
+:func:`load_semantic_targets` is what a model calls; :func:`run_esim` does the work (or loads its
+cached result) and :func:`dry_run` reports what a run would send without sending anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+import recbole_eimf
+from recbole_eimf.esim.backends import backend_identity, make_backend
+from recbole_eimf.esim.backends.openai_compat import read_api_key, safe_url
+from recbole_eimf.esim.cache import (
+    AnswerCache, load_embeddings, load_targets, save_embeddings, save_targets, write_json, write_text,
+)
+from recbole_eimf.esim.concepts import build_concepts, build_targets
+from recbole_eimf.esim.encoders import TfidfEncoder, encoder_identity, make_encoder
+from recbole_eimf.esim.errors import EsimError
+from recbole_eimf.esim.extraction import ExtractionStats, extract_interests
+from recbole_eimf.esim.item_text import ItemCatalog, build_item_catalog
+from recbole_eimf.esim.profiles import behavior_profiles, select_typical_users, text_profiles
+from recbole_eimf.esim.prompts import PromptBuilder, PromptTemplate, prompt_key
+from recbole_eimf.esim.report import DryRunReport, interests_markdown, interests_records, summary_text
+from recbole_eimf.esim.sequences import TrainingSequences, training_sequences
+from recbole_eimf.esim.settings import ESIM_KEYS, EsimSettings
+from recbole_eimf.esim.threads import few_threads
+from recbole_eimf.esim.tokens import TokenCounter
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TENSOR_NAMES = ("labels", "interests", "interest_mask", "has_target", "concepts", "user_cluster", "is_typical")
+
+
+@dataclass
+class SemanticTargets:
+    """ESIM's output for a model; every per-user tensor is indexed by RecBole's internal user id.
+
+    ``labels [n_users, P]`` float multi-hot concepts; ``interests [n_users, J, d_t]`` semantic
+    interest embeddings (unit length, zero where masked); ``interest_mask [n_users, J]`` bool;
+    ``has_target [n_users]`` bool; ``concepts [P, d_t]`` unit-length prototypes;
+    ``user_cluster [n_users]`` long (-1: no training data); ``is_typical [n_users]`` bool.
+    """
+
+    labels: torch.Tensor
+    interests: torch.Tensor
+    interest_mask: torch.Tensor
+    has_target: torch.Tensor
+    concepts: torch.Tensor
+    user_cluster: torch.Tensor
+    is_typical: torch.Tensor
+    manifest: dict = field(default_factory=dict)
+    directory: Optional[Path] = None
+
+    @property
+    def n_users(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_concepts(self) -> int:
+        return int(self.concepts.shape[0])
+
+    @property
+    def semantic_dim(self) -> int:
+        return int(self.concepts.shape[1])
+
+    @property
+    def max_interests(self) -> int:
+        return int(self.interests.shape[1])
+
+    def tensors(self) -> Dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in TENSOR_NAMES}
+
+    def to(self, device) -> "SemanticTargets":
+        moved = {name: t.to(device) for name, t in self.tensors().items()}
+        return SemanticTargets(**moved, manifest=self.manifest, directory=self.directory)
+
+
+@dataclass
+class EsimResult:
+    targets: SemanticTargets
+    stats: Optional[ExtractionStats]
+    from_cache: bool
+    summary: str
+    answers: dict = field(default_factory=dict)        # uid -> UserAnswer (empty when loaded from the cache)
+
+
+def load_semantic_targets(config, train_dataset) -> SemanticTargets:
+    """Semantic targets for the users of ``train_dataset``: built once, then loaded from ESIM's cache.
+
+    ``config``: the RecBole ``Config`` (ESIM's keys, see ``properties/esim.yaml``);
+    ``train_dataset``: the training dataset RecBole built (``train_data.dataset``), whose
+    interactions are the only behaviour ESIM reads.
+    """
+    return run_esim(EsimSettings.from_config(config), train_dataset).targets
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            logger.debug(f"ESIM stage [{name}]: {self.seconds[name]:.2f}s")
+
+
+class _Inputs:
+    """What every ESIM run derives from the training data before any costly step."""
+
+    def __init__(self, settings: EsimSettings, train_dataset, timer: _Timer) -> None:
+        self.settings = settings
+        self.dataset = train_dataset
+        with timer.stage("sequences"):
+            self.sequences: TrainingSequences = training_sequences(train_dataset)
+        with timer.stage("item_text"):
+            self.catalog: ItemCatalog = build_item_catalog(train_dataset, settings.text_fields)
+        self.template = PromptTemplate(settings.prompt_template)
+        self.identity = backend_identity(settings)
+        self.encoder_id = encoder_identity(settings)
+        self.user_tokens: List[str] = list(train_dataset.field2id_token[train_dataset.uid_field])
+        record = {
+            "format": FORMAT_VERSION,
+            "dataset": settings.dataset,
+            "split": settings.split,
+            "train": self.sequences.fingerprint(),
+            "items": self.catalog.fingerprint(),
+            "template": self.template.sha256,
+            "llm": self.identity,
+            "encoder": self.encoder_id,
+            "settings": {k: v for k, v in settings.config_record().items() if k in _RESULT_KEYS},
+        }
+        self.key = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        self.folder = settings.cache_dir / "targets" / self.key
+
+    def n_users_with_data(self) -> int:
+        return int((self.sequences.lengths() > 0).sum())
+
+
+# Settings that change the result (the rest, such as concurrency or prices, do not).
+_RESULT_KEYS = {
+    "seed", "text_fields", "cluster_on", "behavior_dim", "n_clusters", "users_per_cluster", "min_history",
+    "max_prompt_items", "prompt_token_budget", "max_interests", "tfidf_dim", "n_concepts", "semantic_scope",
+}
+
+
+def _item_embeddings(inputs: _Inputs, encoder, timer: _Timer) -> np.ndarray:
+    settings = inputs.settings
+    texts = inputs.catalog.texts()
+    with timer.stage("item_embeddings"):
+        if isinstance(encoder, TfidfEncoder):
+            with few_threads():
+                encoder.fit(texts[1:])
+        folder = settings.cache_dir / "item_embeddings"
+        key = hashlib.sha256(f"{encoder.key}|{inputs.catalog.fingerprint()}".encode()).hexdigest()[:24]
+        embeddings = load_embeddings(folder, key, len(texts)) if encoder.cache_item_embeddings else None
+        if embeddings is None:
+            logger.info(f"ESIM: encoding the text of {len(texts) - 1} items with [{encoder.key}]")
+            with few_threads() if isinstance(encoder, TfidfEncoder) else nullcontext():
+                embeddings = encoder.encode(texts, show_progress=settings.show_progress)
+            if encoder.cache_item_embeddings:
+                save_embeddings(folder, key, embeddings, {"encoder": encoder.key, "items": inputs.catalog.fingerprint(),
+                                                          "dataset": settings.dataset, "n_items": len(texts)})
+        else:
+            logger.info(f"ESIM: item embeddings of [{encoder.key}] loaded from {folder}")
+    return embeddings
+
+
+def _select(inputs: _Inputs, item_embeddings: Optional[np.ndarray], timer: _Timer):
+    settings = inputs.settings
+    with timer.stage("typical_users"), few_threads():
+        if settings.cluster_on == "text":
+            profiles = text_profiles(inputs.sequences, item_embeddings)
+        else:
+            profiles = behavior_profiles(inputs.sequences, settings.behavior_dim, settings.seed)
+        selection = select_typical_users(
+            profiles, inputs.sequences.lengths(), inputs.sequences.n_users, settings.n_clusters,
+            settings.users_per_cluster, settings.min_history, settings.seed,
+        )
+    logger.info(
+        f"ESIM: {len(selection.typical_users)} typical users from {selection.n_clusters} clusters of "
+        f"{selection.n_profiled} users with training data ({selection.n_eligible} with >= "
+        f"{settings.min_history} items)"
+    )
+    return selection
+
+
+def _prompts(inputs: _Inputs, selection, timer: _Timer):
+    settings = inputs.settings
+    with timer.stage("prompts"):
+        counter = TokenCounter(
+            settings.llm_model if settings.llm_backend == "openai" else None, settings.cache_dir.parent / "tiktoken"
+        )
+        builder = PromptBuilder(
+            inputs.template, inputs.catalog, counter, settings.max_prompt_items,
+            settings.prompt_token_budget, settings.max_interests,
+        )
+        prompts = [builder.build(int(uid), inputs.sequences.sequences[uid]) for uid in selection.typical_users]
+    return prompts, counter
+
+
+def check_credentials(settings: EsimSettings) -> None:
+    """Raise the ConfigError about a missing API key before any work, where a key will be needed."""
+    if settings.llm_backend == "openai":
+        read_api_key(settings.llm_api_key_env, "llm_backend 'openai'")
+    if settings.text_encoder == "openai":
+        read_api_key(settings.llm_api_key_env, "text_encoder 'openai'")
+
+
+def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> EsimResult:
+    """Build ESIM's semantic targets, or load them when this exact result is cached."""
+    timer = _Timer()
+    start = time.perf_counter()
+    inputs = _Inputs(settings, train_dataset, timer)
+    identity = inputs.identity
+    cached = None if rebuild else load_targets(inputs.folder, inputs.key)
+    if cached is not None:
+        tensors, manifest = cached
+        targets = SemanticTargets(**{n: tensors[n] for n in TENSOR_NAMES}, manifest=manifest, directory=inputs.folder)
+        logger.info(f"ESIM: semantic targets loaded from the cache {inputs.folder} (no request made)")
+        summary = summary_text(
+            settings.dataset, identity, ExtractionStats(), inputs.n_users_with_data(),
+            int(targets.is_typical.sum()), int(targets.has_target.sum()), targets.n_concepts, inputs.folder, True,
+        )
+        return EsimResult(targets=targets, stats=None, from_cache=True, summary=summary)
+
+    if not identity["uses_llm"]:
+        how = "chosen by llm_backend: auto, since llm_base_url is not set" if (
+            settings.llm_backend_requested == "auto") else "as configured"
+        logger.warning(
+            f"ESIM: no LLM is used ({how}): interests are extracted from the item text of each typical "
+            "user's training items (llm_backend extractive). To ask an LLM, set llm_model and llm_base_url "
+            "(or llm_backend openai for OpenAI's own endpoint), or llm_backend local."
+        )
+    check_credentials(settings)  # a missing key fails now, not after the costly steps
+    encoder = make_encoder(settings)
+    item_embeddings = None
+    if settings.cluster_on == "text" or settings.llm_backend == "extractive" or isinstance(encoder, TfidfEncoder):
+        item_embeddings = _item_embeddings(inputs, encoder, timer)   # (tfidf: also fits the encoder)
+    selection = _select(inputs, item_embeddings, timer)
+    prompts, counter = _prompts(inputs, selection, timer)
+    if not prompts:
+        raise EsimError(
+            f"ESIM found no typical user: no user has >= min_history [{settings.min_history}] training items"
+        )
+
+    backend = make_backend(settings, inputs.catalog, item_embeddings)
+    if backend.uses_llm:
+        logger.info(f"ESIM: asking {backend.describe()} about {len(prompts)} typical users")
+    else:
+        logger.info(f"ESIM: extracting the interests of {len(prompts)} typical users from their item text")
+    cache = AnswerCache(settings.cache_dir / "answers.jsonl") if backend.cacheable else None
+    try:
+        with timer.stage("llm"), few_threads() if not backend.uses_llm else nullcontext():
+            answers, stats = extract_interests(
+                prompts, backend, cache, settings.max_interests, settings.llm_concurrency, settings.show_progress,
+            )
+    finally:
+        backend.close()
+    if backend.uses_llm:
+        logger.info(
+            f"ESIM: {stats.calls} requests answered, {stats.cache_hits} answers from the cache, {stats.retries} "
+            f"retries; {stats.ok} users ok ({stats.repaired} after a repair), {stats.failed_requests} failed "
+            f"requests, {stats.failed_parse} unreadable answers"
+        )
+    failed = stats.failed_requests + stats.failed_parse
+    if failed:
+        logger.warning(f"ESIM: {failed} of {len(prompts)} typical users have no interests (see interests.md)")
+
+    with timer.stage("interest_embeddings"):
+        ok_uids = [p.uid for p in prompts if answers[p.uid].ok]
+        texts = [i.text() for uid in ok_uids for i in answers[uid].interests]
+        with few_threads() if isinstance(encoder, TfidfEncoder) else nullcontext():
+            flat = encoder.encode(texts, show_progress=False) if texts else np.zeros((0, 1), dtype=np.float32)
+    with timer.stage("concepts"), few_threads():
+        concepts = build_concepts(flat, settings.n_concepts, settings.seed)
+        user_embeddings, user_concepts, offset = {}, {}, 0
+        for uid in ok_uids:
+            n = len(answers[uid].interests)
+            user_embeddings[uid] = flat[offset: offset + n]
+            user_concepts[uid] = concepts.assignment[offset: offset + n]
+            offset += n
+        arrays = build_targets(
+            inputs.sequences.n_users, settings.max_interests, user_embeddings, user_concepts,
+            concepts.prototypes, selection.user_cluster, settings.semantic_scope,
+        )
+    is_typical = np.zeros(inputs.sequences.n_users, dtype=bool)
+    is_typical[selection.typical_users] = True
+    targets = SemanticTargets(
+        labels=torch.from_numpy(arrays.labels),
+        interests=torch.from_numpy(arrays.interests),
+        interest_mask=torch.from_numpy(arrays.interest_mask),
+        has_target=torch.from_numpy(arrays.has_target),
+        concepts=torch.from_numpy(concepts.prototypes),
+        user_cluster=torch.from_numpy(selection.user_cluster),
+        is_typical=torch.from_numpy(is_typical),
+        directory=inputs.folder,
+    )
+
+    with timer.stage("write"):
+        cluster_of = {int(uid): selection.cluster_of(int(uid)) for uid in selection.typical_users}
+        concepts_of = {uid: [int(c) for c in user_concepts[uid]] for uid in user_concepts}
+        n_users = inputs.n_users_with_data()
+        manifest = {
+            "key": inputs.key,
+            "format": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "recbole_eimf_version": recbole_eimf.__version__,
+            "dataset": settings.dataset,
+            "split": settings.split,
+            "train_fingerprint": inputs.sequences.fingerprint(),
+            "items_fingerprint": inputs.catalog.fingerprint(),
+            "text_fields": list(settings.text_fields),
+            "template": {"path": str(settings.prompt_template), "sha256": inputs.template.sha256},
+            "llm": identity,
+            "llm_endpoint": safe_url(settings.llm_base_url) if settings.llm_backend == "openai" else None,
+            "encoder": {"key": encoder.key, "dim": int(flat.shape[1])},
+            "tokenizer": counter.describe(),
+            "config": {k: v for k, v in settings.config_record().items() if k in ESIM_KEYS or k in (
+                "llm_backend_requested", "seed", "cache_dir", "prompt_template")},
+            "counts": {
+                "users_with_training_data": n_users,
+                "typical_users": len(prompts),
+                "share_typical": len(prompts) / max(1, n_users),
+                "clusters": selection.n_clusters,
+                "users_with_target": int(arrays.has_target.sum()),
+                "concepts": int(concepts.prototypes.shape[0]),
+                "interests": int(flat.shape[0]),
+                "prompt_tokens": int(sum(p.n_tokens for p in prompts)),
+                "extraction": stats.as_dict(),
+            },
+            "shapes": {name: list(t.shape) for name, t in targets.tensors().items()},
+            "files": ["semantic_targets.pt", "manifest.json", "interests.md", "interests.json"],
+        }
+        records = interests_records(answers, cluster_of, inputs.user_tokens, concepts_of)
+        write_json(inputs.folder / "interests.json", records)
+        write_text(inputs.folder / "interests.md", interests_markdown(
+            settings.dataset, answers, cluster_of, inputs.user_tokens, concepts_of, inputs.catalog, identity,
+            encoder.key, stats, n_users,
+        ))
+    manifest["stage_seconds"] = {k: round(v, 3) for k, v in timer.seconds.items()}
+    manifest["total_seconds"] = round(time.perf_counter() - start, 3)
+    save_targets(inputs.folder, targets.tensors(), manifest)
+    targets.manifest = manifest
+    logger.info(f"ESIM: semantic targets written to {inputs.folder}; readable interests: {inputs.folder / 'interests.md'}")
+    summary = summary_text(
+        settings.dataset, identity, stats, n_users, len(prompts), int(arrays.has_target.sum()),
+        targets.n_concepts, inputs.folder, False,
+    )
+    return EsimResult(targets=targets, stats=stats, from_cache=False, summary=summary, answers=answers)
+
+
+def dry_run(settings: EsimSettings, train_dataset) -> DryRunReport:
+    """What :func:`run_esim` would send and what it would cost; no LLM or embedding request is made."""
+    timer = _Timer()
+    inputs = _Inputs(settings, train_dataset, timer)
+    note = ""
+    item_embeddings = None
+    if settings.cluster_on == "text":
+        if settings.text_encoder == "openai":
+            note = ("text profiles would need item embeddings from the openai encoder (a paid request); "
+                    "the typical users here were chosen with tfidf profiles instead, and the embedding "
+                    "requests are not in the cost")
+            encoder = TfidfEncoder(dim=settings.tfidf_dim, seed=settings.seed)
+        else:
+            encoder = make_encoder(settings)
+        item_embeddings = _item_embeddings(inputs, encoder, timer)
+    selection = _select(inputs, item_embeddings, timer)
+    prompts, counter = _prompts(inputs, selection, timer)
+    identity = inputs.identity
+    n_cached, to_send = 0, []
+    if identity["uses_llm"]:
+        path = settings.cache_dir / "answers.jsonl"
+        cached_keys = AnswerCache(path).keys() if path.is_file() else set()
+        to_send = [p for p in prompts
+                   if prompt_key(p.as_messages(), identity["model"], identity["decoding"]) not in cached_keys]
+        n_cached = len(prompts) - len(to_send)
+    if load_targets(inputs.folder, inputs.key) is not None:
+        note = (note + "; " if note else "") + f"these targets are already cached in {inputs.folder}: a run makes no request"
+        to_send = []
+    return DryRunReport(
+        dataset=settings.dataset,
+        identity=identity,
+        n_users=inputs.n_users_with_data(),
+        n_typical=len(prompts),
+        n_clusters=selection.n_clusters,
+        n_cached=n_cached,
+        n_to_send=len(to_send),
+        prompt_tokens_to_send=int(sum(p.n_tokens for p in to_send)),
+        tokenizer=counter.describe(),
+        max_output_tokens=settings.llm_max_tokens if identity["uses_llm"] else 0,
+        price_in=settings.llm_price_per_1k_input_tokens,
+        price_out=settings.llm_price_per_1k_output_tokens,
+        encoder_note=note,
+    )

@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+r"""
+EIMF
+################################################
+
+Reference:
+    "LLM-assisted Explicit and Implicit Multi-interest Learning Framework for Sequential
+    Recommendation" (v3: "LLM-based Bi-level Multi-interest Learning Framework"), arXiv 2411.09410.
+
+This project's concrete design of the paper's abstract: ../shared/EIMF-METHOD.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole.model.abstract_recommender import SequentialRecommender
+
+from recbole_eimf.errors import ConfigError
+from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+
+logger = logging.getLogger(__name__)
+
+
+class EIMF(SequentialRecommender):
+    r"""EIMF: a multi-interest backbone (IBIM) trained with two auxiliary semantic tasks.
+
+    ``backbone`` names any of the plugin's multi-interest models (ComiRecSA, ComiRecDR, MIND);
+    its own config keys apply. During training only, users that carry ESIM's semantic targets
+    add
+
+    * semantic prediction ``L_sp``: a head ``g: R^d -> R^{d_t}``; concept logits
+      ``z_p = max_k cos(g(v_k), c_p) / sp_temperature``; binary cross-entropy against the user's
+      multi-hot concept labels;
+    * modality alignment ``L_ma``: each stated interest ``s_j`` is pulled towards its closest
+      projected behavioural interest (``1 - max_k cos(s_j, g(v_k))``), plus a symmetric InfoNCE
+      between user-level pooled projections and pooled semantic vectors across the batch
+      (``ma_temperature``).
+
+    ``calculate_loss`` returns ``(L_rec, sp_weight * L_sp, ma_weight * L_ma)`` so RecBole's
+    trainer logs each part. ``predict`` and ``full_sort_predict`` are the backbone's: no text, no
+    LLM and no semantic tensor is touched at inference, and the semantic targets are not part of
+    the checkpoint. They are loaded from ESIM's cache the first time a loss is computed.
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
+
+        name = config["backbone"]
+        choices = [m for m in plugin_model_names() if m != "EIMF"]
+        if name not in choices:
+            raise ConfigError(f"`backbone` [{name}] must be one of the multi-interest models: {', '.join(choices)}")
+        for key in ("sp_weight", "ma_weight"):
+            if not isinstance(config[key], (int, float)) or config[key] < 0:
+                raise ConfigError(f"`{key}` must be a number >= 0, got {config[key]!r}")
+        for key in ("sp_temperature", "ma_temperature"):
+            if not isinstance(config[key], (int, float)) or config[key] <= 0:
+                raise ConfigError(f"`{key}` must be a number > 0, got {config[key]!r}")
+
+        self.config = config
+        self.dataset = dataset
+        self.USER_ID = config["USER_ID_FIELD"]
+        self.sp_weight = float(config["sp_weight"])
+        self.ma_weight = float(config["ma_weight"])
+        self.sp_temperature = float(config["sp_temperature"])
+        self.ma_temperature = float(config["ma_temperature"])
+
+        self.backbone: MultiInterestRecommender = get_model(name)(config, dataset)
+        self._targets = None
+        self.head: Optional[nn.Module] = None
+        if self.sp_weight > 0 or self.ma_weight > 0:
+            # The head must exist before the trainer builds its optimizer. Its width is the text
+            # encoder's; it is recorded in the config so that a checkpoint (which pickles the
+            # config) rebuilds without ESIM's cache.
+            if not config["semantic_dim"]:
+                config["semantic_dim"] = int(self._semantic_targets().concepts.size(1))
+            self.build_head(int(config["semantic_dim"]))
+
+    # ------------------------------------------------------------------ inference: the backbone's
+    def multi_interest(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.backbone.multi_interest(item_seq, item_seq_len)
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        return self.backbone.multi_interest(item_seq, item_seq_len)
+
+    def predict(self, interaction) -> torch.Tensor:
+        return self.backbone.predict(interaction)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        return self.backbone.full_sort_predict(interaction)
+
+    # ------------------------------------------------------------------ training
+    def _semantic_targets(self):
+        if self._targets is None:
+            from recbole_eimf.esim import load_semantic_targets
+
+            targets = load_semantic_targets(self.config, self.dataset).to(self.backbone.item_embedding.weight.device)
+            if self.head is not None and targets.concepts.size(1) != self.head.out_features:
+                raise ConfigError(
+                    f"`semantic_dim` [{self.head.out_features}] does not match the text encoder's "
+                    f"dimension [{targets.concepts.size(1)}] of ESIM's cache"
+                )
+            self._targets = targets
+            logger.info(
+                f"EIMF: semantic targets for {int(targets.has_target.sum())} of {targets.has_target.numel()} users, "
+                f"{targets.concepts.size(0)} concepts of dimension {targets.concepts.size(1)}"
+            )
+        return self._targets
+
+    def build_head(self, semantic_dim: int) -> None:
+        """Create the projection ``g: R^d -> R^{d_t}`` without drawing from the global RNG, so the
+        backbone starts (and trains) exactly as it would alone."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config["seed"])
+            self.head = nn.Linear(self.backbone.embedding_size, semantic_dim)
+
+    def semantic_prediction_loss(self, projected: torch.Tensor, labels: torch.Tensor, concepts: torch.Tensor):
+        """``projected`` [B, K, d_t] (normalised), ``labels`` [B, P], ``concepts`` [P, d_t] (normalised)."""
+        logits = torch.einsum("bkt,pt->bkp", projected, concepts).max(dim=1).values / self.sp_temperature
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def modality_alignment_loss(self, projected: torch.Tensor, semantic: torch.Tensor, mask: torch.Tensor):
+        """``projected`` [B, K, d_t], ``semantic`` [B, J, d_t] (both normalised), ``mask`` [B, J]."""
+        maskf = mask.to(projected.dtype)
+        closest = torch.einsum("bjt,bkt->bjk", semantic, projected).max(dim=2).values  # [B, J]
+        match = ((1.0 - closest) * maskf).sum() / maskf.sum().clamp(min=1.0)
+        if projected.size(0) < 2:
+            return match
+        user_b = F.normalize(projected.mean(dim=1), dim=-1)
+        user_s = F.normalize((semantic * maskf.unsqueeze(-1)).sum(dim=1), dim=-1)
+        logits = user_b @ user_s.t() / self.ma_temperature
+        target = torch.arange(logits.size(0), device=logits.device)
+        contrast = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        return match + contrast
+
+    def calculate_loss(self, interaction):
+        interests = self.backbone.multi_interest(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        rec_loss = self.backbone.recommendation_loss(interaction, interests)
+        zero = rec_loss.new_zeros(())
+        if self.sp_weight == 0 and self.ma_weight == 0:
+            return rec_loss, zero, zero
+
+        targets = self._semantic_targets()
+        users = interaction[self.USER_ID]
+        rows = targets.has_target[users]
+        if not rows.any():  # most batches of `typical` scope: nothing to add
+            return rec_loss, zero, zero
+        users = users[rows]
+        projected = F.normalize(self.head(interests[rows]), dim=-1)
+        sp_loss = ma_loss = zero
+        if self.sp_weight > 0:
+            sp_loss = self.sp_weight * self.semantic_prediction_loss(
+                projected, targets.labels[users], F.normalize(targets.concepts, dim=-1)
+            )
+        if self.ma_weight > 0:
+            ma_loss = self.ma_weight * self.modality_alignment_loss(
+                projected, F.normalize(targets.interests[users], dim=-1), targets.interest_mask[users]
+            )
+        return rec_loss, sp_loss, ma_loss

@@ -1,0 +1,136 @@
+"""EIMF: backbone + semantic prediction + modality alignment, LLM-free inference."""
+
+import shutil
+
+import pytest
+import torch
+
+from recbole.utils import init_seed
+
+from recbole_eimf.config import Config
+from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.errors import ConfigError
+from recbole_eimf.quick_start import load_data_and_model, run_recbole_eimf
+from recbole_eimf.utils import get_model, get_trainer
+
+from conftest import SMALL
+
+
+def esim_settings(cache_dir):
+    """Real ESIM on ml-100k without an LLM: extractive interests, tf-idf text encoder."""
+    return {
+        "llm_backend": "extractive",
+        "text_encoder": "tfidf",
+        "n_clusters": 4,
+        "users_per_cluster": 5,
+        "n_concepts": 8,
+        "esim_cache_dir": str(cache_dir),
+    }
+
+
+def eimf_config(cache_dir, **extra):
+    return Config(model="EIMF", dataset="ml-100k", config_dict={**SMALL, **esim_settings(cache_dir), **extra})
+
+
+def test_backbone_defaults_load_under_eimf():
+    config = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
+    assert config["routing_iterations"] == 3 and config["relu_layer"] is True
+    assert config["sp_weight"] == 0.1 and config["ma_weight"] == 0.1
+    assert Config(model="EIMF", dataset="ml-100k")["hidden_ratio"] == 4  # ComiRecSA, the default backbone
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"backbone": "SASRec"}, "backbone"),
+        ({"sp_weight": -0.1}, "sp_weight"),
+        ({"ma_weight": -1}, "ma_weight"),
+        ({"n_interests": 0}, "n_interests"),
+        ({"sp_temperature": 0}, "sp_temperature"),
+    ],
+)
+def test_bad_config_fails_before_training_naming_the_key(overrides, key, ml100k, tmp_path):
+    config = eimf_config(tmp_path / "esim", **overrides)
+    with pytest.raises(ConfigError, match=key):
+        get_model("EIMF")(config, ml100k[2]._dataset)
+    assert not (tmp_path / "esim").exists()  # ESIM did not run either
+
+
+def test_eimf_scores_exactly_like_its_backbone(ml100k, tmp_path):
+    train = ml100k[2]
+    config = eimf_config(tmp_path / "esim", backbone="ComiRecDR")
+    eimf = get_model("EIMF")(config, train._dataset).eval()
+    backbone = get_model("ComiRecDR")(config, train._dataset).eval()
+    eimf.backbone.load_state_dict(backbone.state_dict())
+    batch = next(iter(train))
+    with torch.no_grad():
+        assert torch.equal(eimf.full_sort_predict(batch), backbone.full_sort_predict(batch))
+        assert torch.equal(eimf.predict(batch), backbone.predict(batch))
+        # Scoring must not read the semantic targets: poison them and score again.
+        targets = eimf._semantic_targets()
+        targets.concepts.fill_(float("nan"))
+        targets.interests.fill_(float("nan"))
+        assert torch.equal(eimf.full_sort_predict(batch), backbone.full_sort_predict(batch))
+
+
+def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k, tmp_path):
+    train = ml100k[2]
+    config = eimf_config(tmp_path / "esim")
+    model = get_model("EIMF")(config, train._dataset).train()
+    targets = model._semantic_targets()
+    assert 0 < int(targets.has_target.sum()) < targets.has_target.numel()
+
+    batch = next(iter(train))
+    users = batch["user_id"]
+    assert targets.has_target[users].any()
+    rec, sp, ma = model.calculate_loss(batch)
+    assert sp > 0 and ma > 0 and torch.isfinite(rec)
+    (rec + sp + ma).backward()
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+    # A batch of users without targets adds nothing.
+    keep = ~targets.has_target[users]
+    plain = batch[keep.nonzero().squeeze(1)]
+    _, sp0, ma0 = model.calculate_loss(plain)
+    assert sp0.item() == 0.0 and ma0.item() == 0.0
+
+
+def train_and_test(model_name, tmp_path, **extra):
+    config = Config(
+        model=model_name,
+        dataset="ml-100k",
+        config_dict={**SMALL, **esim_settings(tmp_path / "esim"), "epochs": 2, "learning_rate": 0.005,
+                     "checkpoint_dir": str(tmp_path / model_name), **extra},
+    )
+    train, valid, test = data_preparation(config, create_dataset(config))  # same shuffles for both runs
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(model_name)(config, train._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    trainer.fit(train, valid, saved=False, verbose=False)
+    return trainer.evaluate(test, load_best_model=False), model
+
+
+def test_zero_weights_reproduce_the_backbone_exactly(tmp_path):
+    backbone_result, backbone = train_and_test("ComiRecSA", tmp_path)
+    eimf_result, eimf = train_and_test("EIMF", tmp_path, sp_weight=0, ma_weight=0)
+    assert eimf_result == backbone_result
+    for name, value in backbone.state_dict().items():
+        assert torch.equal(eimf.backbone.state_dict()[name], value), name
+    assert not (tmp_path / "esim").exists()  # no semantic targets needed, none built
+
+
+def test_checkpoint_reloads_and_scores_without_esim_cache(tmp_path):
+    cache = tmp_path / "esim"
+    result = run_recbole_eimf(
+        model="EIMF",
+        dataset="ml-100k",
+        config_dict={**SMALL, **esim_settings(cache), "epochs": 1, "checkpoint_dir": str(tmp_path / "saved")},
+    )
+    assert cache.exists()
+    shutil.rmtree(cache)
+
+    config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    reloaded = trainer.evaluate(test_data, load_best_model=False)
+    assert reloaded == pytest.approx(result["test_result"])
+    assert not cache.exists()  # scoring built nothing
