@@ -15,7 +15,7 @@ from recbole_eimf.quick_start import format_results, run_recbole_eimf
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", "-m", type=str, default="ComiRecSA", help="model name")
+    parser.add_argument("--model", "-m", type=str, default="EIMF", help="model name")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
     parser.add_argument("--params_file", type=str, default=None, help="hyper-parameter space (RecBole format): tune")

@@ -69,3 +69,17 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     assert "best of 2 trials" in proc.stdout
     assert (tmp_path / "hyper" / "ComiRecSA-ml-100k" / "best.yaml").is_file()
     assert len(parse_table(proc.stdout)) == 9
+
+
+def test_default_run_is_eimf_with_esim_first(tmp_path):
+    proc = run_cli(
+        "--dataset=ml-100k", "--epochs=1", "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16",
+        "--text_encoder=tfidf", "--n_clusters=4", "--users_per_cluster=5", "--n_concepts=8", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "EIMF on ml-100k" in proc.stdout and len(parse_table(proc.stdout)) == 9
+    # ESIM ran before training and left its cache and the readable interests file.
+    cache = tmp_path / "saved" / "esim"
+    assert list(cache.rglob("interests.md")), sorted(p.name for p in cache.rglob("*"))
+    log = next((tmp_path / "log" / "EIMF").glob("*.log")).read_text()
+    assert "no LLM" in log or "extractive" in log
