@@ -7,12 +7,15 @@ Every model trains on the same first ``--batches`` training batches; models take
 round, so a change in machine load hits all of them alike, and the table reports medians over
 rounds. Seconds per epoch are estimated as seconds per batch times the number of training batches.
 ``--anomaly`` also times each model with ``torch.autograd.set_detect_anomaly(True)`` (what
-importing RecBole's SINE leaves switched on without recbole_eimf.compat). Prints a markdown table.
+importing RecBole's SINE leaves switched on without recbole_eimf.compat). Any other
+``--key=value`` is a config override for every model (e.g. ``--text_encoder=tfidf`` for EIMF's
+ESIM step). Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import statistics
 import sys
 import time
@@ -57,12 +60,19 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--anomaly", action="store_true", help="also time with anomaly detection on")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    overrides = {}
+    for item in extra:  # --key=value, values read as Python literals where they parse
+        key, _, value = item.lstrip("-").partition("=")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
     sys.argv = sys.argv[:1]  # RecBole's Config must not read this script's flags
 
     setups = {}
     for name in args.models.split(","):
-        config = Config(model=name, dataset=args.dataset, config_dict={"data_path": args.data_path, "state": "ERROR"})
+        config = Config(model=name, dataset=args.dataset, config_dict={"data_path": args.data_path, "state": "ERROR", **overrides})
         train, _, test = data_preparation(config, create_dataset(config))
         device = config["device"]
         batches = [b.to(device) for _, b in zip(range(args.batches), train)]
