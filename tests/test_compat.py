@@ -32,3 +32,18 @@ def test_recbole_trainer_loads_pickled_checkpoints(tmp_path):
     loaded = trainer_module.torch.load(path, map_location="cpu")
     assert loaded["config"]["model"] == "ComiRecSA"
     assert trainer_module.torch.cuda is torch.cuda
+
+
+def test_nothing_in_the_plugin_imports_ray():
+    # RecBole's ray pin has no wheels past Python 3.11: the plugin must run without ray installed.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recbole_eimf.quick_start, recbole_eimf.quick_start.tuning, recbole_eimf.benchmark.runner, "
+        "recbole_eimf.esim, recbole_eimf.model.sequential_recommender; "
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
