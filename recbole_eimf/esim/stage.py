@@ -17,13 +17,14 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset
 from recbole_eimf.esim.pipeline import dry_run as esim_dry_run
 from recbole_eimf.esim.pipeline import run_esim
 from recbole_eimf.esim.settings import EsimSettings
+from recbole_eimf.quick_start.quick_start import init_logging
 
 
 def run_esim_stage(
@@ -36,7 +37,7 @@ def run_esim_stage(
     """Run ESIM alone (module doc); returns the text to show (summary, or the dry-run estimate)."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_logging(config)
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
