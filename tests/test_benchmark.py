@@ -120,7 +120,6 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
 
 def test_unknown_model_fails_before_training(workdir, monkeypatch, capsys):
     monkeypatch.setattr(runner_module, "run_one", _no_training)
-    monkeypatch.setattr(runner_module, "create_dataset", _no_training)
     out = workdir / "bench"
     with pytest.raises(BenchmarkSetupError, match=r"\[NoSuchModel\]"):
         run_benchmark("ml-100k", ["SASRec", "NoSuchModel"], seeds=[2020], output_dir=out, overrides=SMALL)
@@ -241,3 +240,56 @@ def test_shipped_feature_model_overrides_name_loaded_fields():
     for dataset, field in (("amazon-beauty", "categories"), ("ml-100k", "class")):
         load_col = yaml.safe_load((props_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
         assert field in load_col["item"]
+
+
+def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdir):
+    """A yaml with a `model:` key is a variant: its label in the tables, its model and settings in
+    the run. EIMF variants of one output folder build ESIM's targets once, under <output_dir>/esim."""
+    model_dir = workdir / "per_model"
+    model_dir.mkdir()
+    (model_dir / "EIMF-DR.yaml").write_text("model: EIMF\nbackbone: ComiRecDR\nn_interests: 2\n")
+    out = workdir / "bench"
+    overrides = {**SMALL, "text_encoder": "tfidf", "tfidf_dim": 16, "n_clusters": 3, "users_per_cluster": 2, "n_concepts": 4}
+    summary = run_benchmark(
+        "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2020, 2021], output_dir=out, overrides=overrides,
+        model_config_dir=model_dir,
+    )
+    assert not summary.failed, summary.failed
+    runs = RunStore(out / "runs.jsonl").load()
+    plain, variant = runs[("ComiRecDR", 2020)], runs[("EIMF-DR", 2020)]
+    assert plain["model_class"] == "ComiRecDR" and variant["model_class"] == "EIMF"
+    # The variant's own keys reached the model: K=2 routing maps instead of ComiRecDR's default 4.
+    assert variant["params"] < plain["params"]
+    table = (out / "results.md").read_text()
+    assert "EIMF-DR" in table and "ComiRecDR" in table
+    targets = list((out / "esim").glob("ml-100k/targets/*/interests.md"))
+    assert len(targets) == 1  # built by the first EIMF run, reused by the second seed
+    assert not list((out / "checkpoints").glob("**/esim")) if (out / "checkpoints").exists() else True
+
+
+def test_variant_naming_an_unknown_model_fails_before_training(workdir, monkeypatch):
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    model_dir = workdir / "per_model"
+    model_dir.mkdir()
+    (model_dir / "Mine.yaml").write_text("model: NoSuchModel\n")
+    with pytest.raises(BenchmarkSetupError, match=r"NoSuchModel.*Mine\.yaml"):
+        run_benchmark("ml-100k", ["Mine"], seeds=[1], output_dir=workdir / "x", model_config_dir=model_dir)
+    (model_dir / "Mine.yaml").write_text("- not\n- a mapping\n")
+    with pytest.raises(BenchmarkSetupError, match=r"Mine\.yaml: expected config keys"):
+        run_benchmark("ml-100k", ["Mine"], seeds=[1], output_dir=workdir / "x", model_config_dir=model_dir)
+
+
+def test_shipped_eimf_variants_name_their_backbone():
+    from recbole_eimf.benchmark.runner import model_class_name
+    from recbole_eimf.utils import plugin_model_names, props_dir
+
+    for backbone in [m for m in plugin_model_names() if m != "EIMF"]:
+        path = props_dir() / "benchmark" / f"EIMF-{backbone}.yaml"
+        assert model_class_name(path.stem, [path]) == "EIMF"
+        assert yaml_load(path)["backbone"] == backbone
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())

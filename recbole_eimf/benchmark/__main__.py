@@ -115,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config_files = args.config_files.split() if args.config_files else []
     try:
         # Unknown models and bad options fail here, before the output folder is made.
-        check_inputs(args.models, args.seeds, config_files, overrides)
+        check_inputs(args.models, args.seeds, config_files, overrides, args.dataset, args.model_config_dir)
         with _harness_logging(output_dir):
             logger.info("command: python -m recbole_eimf.benchmark " + " ".join(sys.argv[1:] if argv is None else argv))
             summary = run_benchmark(

@@ -1,8 +1,8 @@
 """Train and test several models over several seeds under one protocol, resumably.
 
 Every run is built the way :func:`recbole_eimf.quick_start.run_recbole_eimf` builds one (Config
--> init_seed -> init_logger -> create_dataset -> data_preparation -> init_seed -> model ->
-fit -> evaluate the best checkpoint on the test split); the trainer is instrumented
+-> init_seed -> logging -> :func:`recbole_eimf.quick_start.prepare_run` -> fit -> evaluate the
+best checkpoint on the test split); the trainer is instrumented
 (:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
 run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
@@ -11,6 +11,13 @@ Config priority per model (later wins): RecBole's and the plugin's defaults (``p
 applies to every model), ``config_files``, ``props/benchmark/<Model>.yaml``,
 ``props/benchmark/<dataset>/<Model>.yaml``, ``overrides``, and finally the harness's own ``seed``
 and ``checkpoint_dir``. ``sys.argv`` is not read: the CLI turns ``--key=value`` into ``overrides``.
+
+A name in ``models`` is a label: a model of RecBole or of the plugin, or a *variant*, whose yaml in
+the benchmark folder names the model to run with a ``model:`` key (``props/benchmark/EIMF-MIND.yaml``:
+``model: EIMF`` and ``backbone: MIND``), so that two configurations of one model sit side by side
+in one table. ESIM's cache is shared by every run of an output folder (``<output_dir>/esim``,
+unless ``esim_cache_dir`` is set) and its clustering seed is the first seed (unless ``esim_seed``
+is set), so the semantic targets are built once per benchmark and every seed trains on them.
 """
 
 from __future__ import annotations
@@ -31,19 +38,23 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+import yaml
+
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import Config
-from recbole_eimf.data import create_dataset, data_preparation, ensure_dataset
+from recbole_eimf.data import ensure_dataset
+from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import get_model, get_trainer, props_dir
 
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 
 logger = logging.getLogger(__name__)
 
 RUNS_FILE = "runs.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+ESIM_DIR = "esim"
 
 # Keys the harness sets itself for every run.
 RESERVED_KEYS = {
@@ -57,7 +68,7 @@ RESERVED_KEYS = {
 PLACEMENT_KEYS = {
     "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
     "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
-    "dataset_save_path", "dataloaders_save_path", "eval_batch_size",
+    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir",
 }
 
 
@@ -104,6 +115,21 @@ def model_config_files(
     return files
 
 
+def model_class_name(label: str, files: Sequence[Path]) -> str:
+    """The model a ``--models`` entry runs: the last ``model:`` key of its yaml files, else the label."""
+    name = label
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise BenchmarkSetupError(f"{path}: not valid yaml ({err})") from None
+        if data is not None and not isinstance(data, dict):
+            raise BenchmarkSetupError(f"{path}: expected config keys (a yaml mapping), got {type(data).__name__}")
+        if data and data.get("model") is not None:
+            name = str(data["model"])
+    return name
+
+
 def run_settings(dataset: str, overrides: Mapping[str, Any], files: Sequence[Path]) -> Dict[str, Any]:
     """What must match for a finished run to count as done on a rerun."""
     return {
@@ -143,23 +169,6 @@ def _argv_isolated() -> Iterator[None]:
         sys.argv = saved
 
 
-@contextlib.contextmanager
-def _run_logging(config) -> Iterator[None]:
-    # init_logger adds its console and file handlers through logging.basicConfig, which does
-    # nothing once the root logger has handlers: remove the ones it added after each run, so
-    # that the next run gets its own log file and handlers do not pile up.
-    root = logging.getLogger()
-    before = list(root.handlers)
-    init_logger(config)
-    added = [handler for handler in root.handlers if handler not in before]
-    try:
-        yield
-    finally:
-        for handler in added:
-            root.removeHandler(handler)
-            handler.close()
-
-
 def _device_name(device: Any) -> str:
     if getattr(device, "type", str(device)).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
@@ -181,17 +190,26 @@ def build_config(
     config_file_list: Sequence[Path],
     overrides: Mapping[str, Any],
     checkpoint_dir: Path,
+    defaults: Optional[Mapping[str, Any]] = None,
 ) -> Config:
-    """The Config of one run: shared and per-model yaml, then overrides, then seed and checkpoint_dir."""
+    """The Config of one run: shared and per-model yaml, then overrides, then seed and checkpoint_dir.
+
+    ``model_name`` may be a variant label (see :func:`model_class_name`). ``defaults`` are keys
+    set only where no file or override has set them (the harness's shared ESIM cache and seed).
+    """
     config_dict = dict(overrides)
     config_dict.update({"seed": int(seed), "checkpoint_dir": str(checkpoint_dir)})
     with _argv_isolated():
-        return Config(
-            model=model_name,
+        config = Config(
+            model=model_class_name(model_name, config_file_list),
             dataset=dataset_name,
             config_file_list=[str(p) for p in config_file_list],
             config_dict=config_dict,
         )
+    for key, value in (defaults or {}).items():
+        if config[key] is None or config[key] == "":
+            config[key] = value
+    return config
 
 
 def run_one(
@@ -201,21 +219,15 @@ def run_one(
     config_file_list: Sequence[Path],
     overrides: Mapping[str, Any],
     checkpoint_dir: Path,
+    defaults: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Train ``model_name`` with ``seed``, test its best checkpoint, and return the run record."""
-    config = build_config(model_name, dataset_name, seed, config_file_list, overrides, checkpoint_dir)
+    config = build_config(model_name, dataset_name, seed, config_file_list, overrides, checkpoint_dir, defaults)
     started = time.perf_counter()
     init_seed(config["seed"], config["reproducibility"])
-    with _run_logging(config):
-        run_logger = logging.getLogger()  # RecBole's handlers: the run's own log file
+    with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
         run_logger.info(config)
-        dataset = create_dataset(config)
-        run_logger.info(dataset)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        run_logger.info(model)
+        dataset, train_data, valid_data, test_data, model = prepare_run(config)
         n_params = sum(p.numel() for p in model.parameters())
 
         trainer_class = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
@@ -245,6 +257,7 @@ def run_one(
     valid_records = list(trainer.valid_records)
     record = {
         "model": model_name,
+        "model_class": str(config["model"]),
         "seed": int(seed),
         "dataset": dataset_name,
         "device": str(config["device"]),
@@ -274,7 +287,12 @@ def run_one(
 
 
 def check_inputs(
-    models: Sequence[str], seeds: Sequence[int], config_files: Sequence[Union[str, Path]], overrides: Mapping[str, Any]
+    models: Sequence[str],
+    seeds: Sequence[int],
+    config_files: Sequence[Union[str, Path]],
+    overrides: Mapping[str, Any],
+    dataset: str = "",
+    model_config_dir: Union[str, Path, None] = None,
 ) -> None:
     if not models:
         raise BenchmarkSetupError("no models given (e.g. --models=SASRec,ComiRecSA)")
@@ -285,12 +303,16 @@ def check_inputs(
         if duplicates:
             raise BenchmarkSetupError(f"{what} listed twice: {', '.join(duplicates)}")
     # Resolve every model before any training: a typo must not surface after hours of runs.
+    model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
     errors = []
     for name in models:
+        own_files = model_config_files(name, dataset, (), model_config_dir)
+        model_class = model_class_name(name, own_files)
         try:
-            get_model(name)
+            get_model(model_class)
         except ValueError as err:
-            errors.append(str(err))
+            where = f" (named by `model` in {', '.join(str(p) for p in own_files)})" if model_class != name else ""
+            errors.append(f"{err}{where}")
     if errors:
         raise BenchmarkSetupError("unknown model(s), nothing was run:\n" + "\n".join(errors))
     for path in config_files:
@@ -328,10 +350,13 @@ def run_benchmark(
     seeds = [int(s) for s in seeds]
     overrides = dict(overrides or {})
     config_files = [Path(p) for p in config_files]
-    check_inputs(models, seeds, config_files, overrides)
+    model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
+    check_inputs(models, seeds, config_files, overrides, dataset, model_config_dir)
 
     output_dir = Path(output_dir) if output_dir is not None else Path("benchmark_results") / dataset
-    model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
+    # One ESIM for the whole folder: every seed trains on the same semantic targets, built (and,
+    # with an LLM, paid for) once.
+    esim_defaults = {"esim_cache_dir": str(output_dir / ESIM_DIR), "esim_seed": seeds[0]}
     files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
     settings_per_model = {m: run_settings(dataset, overrides, files_per_model[m]) for m in models}
 
@@ -387,7 +412,9 @@ def run_benchmark(
             # shared folder could let two runs collide. Leftovers of an interrupted run go first.
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
             try:
-                record = run_one(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir)
+                record = run_one(
+                    model, dataset, seed, files_per_model[model], overrides, checkpoint_dir, esim_defaults
+                )
             except Exception as err:  # noqa: BLE001  (one failing model must not end a long benchmark)
                 if stop_on_error:
                     raise

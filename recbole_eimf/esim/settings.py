@@ -30,7 +30,7 @@ ESIM_KEYS = (
     "llm_max_retries", "llm_retry_backoff", "llm_timeout", "llm_max_tokens", "llm_temperature",
     "llm_price_per_1k_input_tokens", "llm_price_per_1k_output_tokens", "llm_local_threads",
     "text_encoder", "text_encoder_model", "text_encoder_base_url", "text_encoder_batch_size",
-    "tfidf_dim", "n_concepts", "semantic_scope", "esim_cache_dir",
+    "tfidf_dim", "n_concepts", "semantic_scope", "esim_cache_dir", "esim_seed",
 )
 
 
@@ -122,7 +122,8 @@ class EsimSettings:
         settings = cls(
             dataset=dataset,
             split=_split_text(get("eval_args", {})),
-            seed=_int("seed", get("seed", 2020)),
+            # ESIM's own seed (clustering, concepts), so that training seeds can share one cache.
+            seed=_int("esim_seed", get("esim_seed")) if get("esim_seed") is not None else _int("seed", get("seed", 2020)),
             show_progress=bool(get("show_progress", False)),
             device=str(get("device", "cpu")),
             text_fields=_str_list("text_fields", get("text_fields", [])),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
+
+import torch
 
 from recbole.utils import init_logger, init_seed, set_color
 
@@ -32,6 +35,42 @@ def init_logging(config) -> None:
     init_logger(config)
 
 
+@contextlib.contextmanager
+def run_logging(config) -> Iterator[logging.Logger]:
+    """RecBole's console and file logging for one run, taken down again when the run ends.
+
+    For callers that run many trainings in one process (the benchmark harness): each run logs to
+    its own file, and nothing of a finished run's logging is left behind. Yields the root logger.
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    init_logging(config)
+    added = [handler for handler in root.handlers if handler not in before]
+    try:
+        yield root
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def prepare_run(config) -> Tuple[object, object, object, object, torch.nn.Module]:
+    """Dataset, splits and model of one run, in ``run_recbole``'s order and with its seeding.
+
+    Returns ``(dataset, train_data, valid_data, test_data, model)``; the model is on
+    ``config["device"]``. Every training entry point of the plugin (:func:`run_recbole_eimf`, the
+    benchmark harness) builds its run here, so they train the same model from the same seed.
+    """
+    logger = logging.getLogger()
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    return dataset, train_data, valid_data, test_data, model
+
+
 def run_recbole_eimf(
     model: Union[str, type, None] = None,
     dataset: Optional[str] = None,
@@ -52,14 +91,7 @@ def run_recbole_eimf(
     logger.info(sys.argv)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model)
-
+    _, train_data, valid_data, test_data, model = prepare_run(config)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
