@@ -7,7 +7,7 @@
 #
 # Extra --key=value arguments go to `python -m recbole_eimf.benchmark` after the defaults below
 # (e.g. --epochs=50 --seeds=2020 --models=SASRec,ComiRecSA). Environment:
-#   MODELS       models to run (default: the list, EIMF first)
+#   MODELS       models to run (default: each backbone next to EIMF on it, then RecBole's baselines)
 #   SEEDS        seeds (default 2020,2021,2022)
 #   RESULTS_DIR  output folder (default $OUT/amazon-beauty when OUT is set, else
 #                benchmark_results/amazon-beauty in the repository)
@@ -23,7 +23,7 @@ PYTHON="${PYTHON:-python3}"
 DATASET=amazon-beauty
 DATA_DIR="$REPO/.data"
 WHEEL_DIR="$REPO/.whl"
-MODELS="${MODELS:-EIMF,ComiRecSA,ComiRecDR,MIND,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
+MODELS="${MODELS:-ComiRecSA,EIMF-ComiRecSA,ComiRecDR,EIMF-ComiRecDR,MIND,EIMF-MIND,TransMI,EIMF-TransMI,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
 SEEDS="${SEEDS:-2020,2021,2022}"
 if [[ -n "${RESULTS_DIR:-}" ]]; then :
 elif [[ -n "${OUT:-}" ]]; then RESULTS_DIR="$OUT/$DATASET"
