@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Union
+import contextlib
+import logging
+import math
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
 from recbole_eimf.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _option(config, key: str, default: Any) -> Any:
+    # Configs without the key (an older checkpoint's pickled config, a config built for another
+    # model) mean the default: every training option is off unless asked for.
+    value = config[key]
+    return default if value is None else value
 
 
 class MultiInterestRecommender(SequentialRecommender):
@@ -24,6 +43,47 @@ class MultiInterestRecommender(SequentialRecommender):
       cross-entropy (``loss_type: CE``) or against the sampled negative (``loss_type: BPR``);
     * inference: ``score(i) = max_k <v_k, e_i>``, which equals ComiRec's merge of per-interest
       top-N lists. Only the item sequence is read: the target never reaches inference.
+
+    Training options (config keys, all off by default; off, training is exactly as without them):
+
+    * ``sampled_softmax_negatives`` N > 0: softmax over the target and N negatives drawn once per
+      batch (shared by its rows) from ``sampled_softmax_distribution`` q (``uniform`` over the
+      items, or ``popularity``: proportional to each item's count as a target in the training
+      dataset the model is built with; items never seen there count 1). A negative equal to a
+      row's target is masked (accidental hit). With ``logq_correction`` each negative's logit
+      is corrected by ``- log(N q(j))``, the log of its expected count in the sample, so the
+      loss tends to full softmax's as N grows (Bengio & Senecal 2008; Blanc & Rendle, ICML 2018;
+      Yi et al., RecSys 2019, "Sampling-bias-corrected neural modeling"). With
+      ``logq_correct_positive`` the target's logit is corrected the same way, as Yi et al. do in
+      their in-batch softmax (and TensorFlow's ``sampled_softmax_loss``): the target was not drawn
+      from q, so the loss no longer tends to full softmax but favours rare targets (a popularity
+      debiasing; see Khrylchenko et al., "Correcting the LogQ Correction", RecSys 2025).
+    * ``hard_negative_beta`` beta > 0: REMI's interest-aware hard negatives (Xie et al., RecSys
+      2023, "Rethinking Multi-Interest Learning for Candidate Matching in Recommender Systems";
+      code: github.com/Tokkiu/REMI, ``src/BasicModel.py``, ``NCELoss.sampled_softmax_loss``).
+      The negatives' term ``sum_j exp(s_j)`` of the softmax (sampled or full) becomes
+      ``M * sum_j w_j exp(s_j)`` with ``w = softmax_j(beta * s_j)`` over the row's M negatives:
+      a Monte-Carlo estimate under a sampling distribution tilted towards high-scoring items.
+      As in REMI's code the weights are not detached: the gradient on ``s_j`` is proportional to
+      ``(1 + beta) softmax((1 + beta) s)_j - beta softmax(beta s)_j``, so the highest-scoring
+      negatives are pushed down harder than by the plain softmax and the lowest-scoring may be
+      pushed up slightly. REMI reweights the uncorrected logits of a uniform sampler; here the
+      (logQ-corrected, when on) logits are reweighted, which is the same for uniform sampling.
+    * ``routing_reg_weight`` lambda > 0: REMI's routing regularisation
+      (``REMI.calculate_atten_loss``). Each backbone reports its interest-to-position
+      attention/routing matrix ``A`` ``[B, K, L]`` through :meth:`record_routing`; each row is
+      normalised over the real positions, centred there, and ``C = A_c A_c^T / d``; the penalty
+      is ``||diag(C)||^2`` per user (the squared per-interest variances of the routing weights),
+      averaged over the batch. It is 0 when every interest spreads evenly over the user's items
+      and grows as interests collapse onto single items. REMI sums over the batch (its batch is
+      128): its ``rlambda`` corresponds to ``routing_reg_weight = rlambda * 128`` here, and
+      REMI centres over all positions, padding included, where here only real positions count
+      (same gradient, but the minimum is exactly 0). The term is returned as its own loss part,
+      ``(L_rec, lambda * L_routing)``, so RecBole's trainer logs it.
+    * ``embedding_dropout`` p > 0: dropout on the sequence embeddings (backbones that apply
+      :attr:`embedding_dropout`; TransMI has its own ``hidden_dropout_prob``).
+
+    ``weight_decay`` (RecBole's optimizer L2 penalty) and ``embedding_size`` are RecBole keys.
     """
 
     def __init__(self, config, dataset):
@@ -43,6 +103,121 @@ class MultiInterestRecommender(SequentialRecommender):
         else:
             raise ConfigError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
 
+        self._read_training_options(config)
+        # Dropout with p = 0 is not applied at all (an Identity), so the default is untouched.
+        p = self.embedding_dropout_prob
+        self.embedding_dropout: nn.Module = nn.Dropout(p) if p > 0 else nn.Identity()
+        self._routing_records: Optional[List[torch.Tensor]] = None
+        if self.sampled_negatives > 0:
+            # Not persistent: rebuilt from the dataset, so checkpoints keep their keys.
+            self.register_buffer("sampling_log_q", self._sampling_log_q(dataset), persistent=False)
+
+    # ------------------------------------------------------------------ training options
+    def _read_training_options(self, config) -> None:
+        negatives = _option(config, "sampled_softmax_negatives", 0)
+        if not isinstance(negatives, int) or isinstance(negatives, bool) or negatives < 0:
+            raise ConfigError(
+                f"`sampled_softmax_negatives` must be an integer >= 0 (0: full softmax), got {negatives!r}"
+            )
+        distribution = _option(config, "sampled_softmax_distribution", "uniform")
+        if distribution not in SAMPLING_DISTRIBUTIONS:
+            choices = ", ".join(SAMPLING_DISTRIBUTIONS)
+            raise ConfigError(f"`sampled_softmax_distribution` must be one of {choices}, got {distribution!r}")
+        flags = {}
+        for key in ("logq_correction", "logq_correct_positive"):
+            flags[key] = _option(config, key, key == "logq_correction")
+            if not isinstance(flags[key], bool):
+                raise ConfigError(f"`{key}` must be True or False, got {flags[key]!r}")
+        numbers = {}
+        for key in ("hard_negative_beta", "routing_reg_weight", "embedding_dropout", "weight_decay"):
+            numbers[key] = _option(config, key, 0.0)
+            if not _number(numbers[key]) or numbers[key] < 0:
+                raise ConfigError(f"`{key}` must be a number >= 0 (0: off), got {numbers[key]!r}")
+        if numbers["embedding_dropout"] >= 1:
+            raise ConfigError(f"`embedding_dropout` must be in [0, 1), got {numbers['embedding_dropout']!r}")
+        if self.loss_type != "CE":
+            softmax_options = {"sampled_softmax_negatives": negatives, "hard_negative_beta": numbers["hard_negative_beta"]}
+            for key, value in softmax_options.items():
+                if value:
+                    raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
+
+        self.sampled_negatives: int = negatives
+        self.sampling_distribution: str = distribution
+        self.logq_correction: bool = flags["logq_correction"]
+        self.logq_correct_positive: bool = flags["logq_correct_positive"]
+        self.hard_negative_beta = float(numbers["hard_negative_beta"])
+        self.routing_reg_weight = float(numbers["routing_reg_weight"])
+        self.embedding_dropout_prob = float(numbers["embedding_dropout"])
+
+    def _sampling_log_q(self, dataset) -> torch.Tensor:
+        """``log q(j)`` of the negative sampler, ``[n_items]``; the padding item 0 is never drawn."""
+        if self.sampling_distribution == "uniform":
+            counts = torch.ones(self.n_items, dtype=torch.float64)
+        else:
+            counts = torch.zeros(self.n_items, dtype=torch.float64)
+            for item, count in dataset.item_counter.items():
+                counts[int(item)] = float(count)
+            # Items never a training target would get q = 0: never drawn as negatives, and an
+            # infinite correction. Counting them once keeps every item reachable.
+            counts.clamp_(min=1.0)
+        counts[0] = 0.0
+        q = counts / counts.sum()
+        return q.log().to(torch.float32)  # log 0 = -inf for the padding item only
+
+    def sample_negatives(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` item ids drawn with replacement from the sampling distribution (never 0)."""
+        if self.sampling_distribution == "uniform":
+            return torch.randint(1, self.n_items, (n,), device=device)
+        return torch.multinomial(self.sampling_log_q.exp(), n, replacement=True)
+
+    # ------------------------------------------------------------------ routing hook
+    @property
+    def recording_routing(self) -> bool:
+        """Whether the current :meth:`multi_interest` call should report its routing matrix."""
+        return self._routing_records is not None
+
+    @property
+    def routing_recorder(self) -> Optional[Callable[[torch.Tensor], None]]:
+        """:meth:`record_routing` while recording, else None (for layers that only do extra work
+        when someone listens, such as :class:`~recbole_eimf.model.layers.CapsuleRouting`)."""
+        return self.record_routing if self.recording_routing else None
+
+    def record_routing(self, weights: torch.Tensor) -> None:
+        """Backbones call this inside :meth:`multi_interest` with their interest-to-position
+        weights ``[B, K', L]`` (non-negative, 0 at padding; K' may be fewer than K, e.g. TransMI's
+        pooled interests). A no-op unless :meth:`interests_and_routing` is asking."""
+        if self._routing_records is not None:
+            self._routing_records.append(weights)
+
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[List[torch.Tensor]]:
+        self._routing_records = []
+        try:
+            yield self._routing_records
+        finally:
+            self._routing_records = None
+
+    def interests_and_routing(
+        self, item_seq: torch.Tensor, item_seq_len: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`multi_interest` and the routing matrix ``[B, K', L]`` it recorded."""
+        with self._recording() as records:
+            interests = self.multi_interest(item_seq, item_seq_len)
+        if not records:
+            raise NotImplementedError(f"{type(self).__name__} does not report a routing matrix (record_routing)")
+        return interests, torch.cat(records, dim=1)
+
+    def routing_regularization(self, routing: torch.Tensor, item_seq: torch.Tensor) -> torch.Tensor:
+        """REMI's routing penalty of ``routing`` ``[B, K, L]`` (see the class docstring), a scalar."""
+        mask = (item_seq != 0).unsqueeze(1).to(routing.dtype)  # [B, 1, L]
+        weights = routing * mask
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+        n_real = mask.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        centred = (weights - weights.sum(dim=-1, keepdim=True) / n_real) * mask
+        variance = (centred * centred).sum(dim=-1) / self.embedding_size  # diag(C), [B, K]
+        return (variance * variance).sum(dim=-1).mean()
+
+    # ------------------------------------------------------------------ model
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             module.weight.data.normal_(mean=0.0, std=self.initializer_range)
@@ -74,12 +249,63 @@ class MultiInterestRecommender(SequentialRecommender):
         if self.loss_type == "BPR":
             neg_emb = self.item_embedding(interaction[self.NEG_ITEM_ID])
             return self.loss_fct((user * pos_emb).sum(-1), (user * neg_emb).sum(-1))
+        if self.sampled_negatives > 0:
+            return self.sampled_softmax_loss(user, pos_items, pos_emb)
         logits = user @ self.item_embedding.weight.t()
+        if self.hard_negative_beta > 0:
+            index = pos_items.unsqueeze(1)
+            target = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, index, True)
+            pos_logit = logits.gather(1, index).squeeze(1)
+            return self.softmax_loss(pos_logit, logits.masked_fill(target, float("-inf")))
         return self.loss_fct(logits, pos_items)
 
+    def sampled_softmax_loss(self, user: torch.Tensor, pos_items: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
+        """Softmax over each row's target and N negatives shared by the batch (logQ-corrected)."""
+        n = self.sampled_negatives
+        negatives = self.sample_negatives(n, user.device)
+        pos_logit = (user * pos_emb).sum(-1)
+        neg_logits = user @ self.item_embedding(negatives).t()  # [B, N]
+        if self.logq_correction:
+            log_expected = self.sampling_log_q + math.log(n)  # log(N q(j))
+            neg_logits = neg_logits - log_expected[negatives]
+            if self.logq_correct_positive:
+                pos_logit = pos_logit - log_expected[pos_items]
+        hits = negatives.unsqueeze(0) == pos_items.unsqueeze(1)
+        return self.softmax_loss(pos_logit, neg_logits.masked_fill(hits, float("-inf")))
+
+    def softmax_loss(self, pos_logit: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
+        """Mean of ``-log softmax`` of the target against its negatives (``-inf``: masked), with
+        REMI's hard-negative reweighting when ``hard_negative_beta > 0``."""
+        beta = self.hard_negative_beta
+        if beta == 0:
+            logits = torch.cat([pos_logit.unsqueeze(1), neg_logits], dim=1)
+            return F.cross_entropy(logits, logits.new_zeros(logits.size(0), dtype=torch.long))
+        valid = torch.isfinite(neg_logits)
+        n_valid = valid.sum(dim=1)
+        empty = n_valid == 0  # every sampled negative was the target: nothing to contrast with
+        safe = neg_logits.masked_fill(empty.unsqueeze(1), 0.0)
+        # log(M * sum_j w_j exp(s_j)) with w = softmax(beta * s): REMI's reweight_neg, in log space.
+        neg_term = (
+            n_valid.clamp(min=1).to(safe.dtype).log()
+            + torch.logsumexp((1.0 + beta) * safe, dim=1)
+            - torch.logsumexp(beta * safe, dim=1)
+        ).masked_fill(empty, float("-inf"))
+        return (torch.logaddexp(pos_logit, neg_term) - pos_logit).mean()
+
+    def interests_and_losses(self, interaction) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """The batch's interests ``[B, K, d]`` and its loss parts: ``(L_rec,)``, or
+        ``(L_rec, routing_reg_weight * L_routing)`` with the routing regulariser on."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        if self.routing_reg_weight == 0:
+            interests = self.multi_interest(item_seq, item_seq_len)
+            return interests, (self.recommendation_loss(interaction, interests),)
+        interests, routing = self.interests_and_routing(item_seq, item_seq_len)
+        reg = self.routing_reg_weight * self.routing_regularization(routing, item_seq)
+        return interests, (self.recommendation_loss(interaction, interests), reg)
+
     def calculate_loss(self, interaction) -> Union[torch.Tensor, tuple]:
-        interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.recommendation_loss(interaction, interests)
+        _, losses = self.interests_and_losses(interaction)
+        return losses[0] if len(losses) == 1 else losses
 
     def predict(self, interaction) -> torch.Tensor:
         interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

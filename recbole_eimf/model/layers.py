@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 from torch import nn
 
@@ -47,21 +49,36 @@ class CapsuleRouting(nn.Module):
         nn.init.xavier_normal_(self.bilinear)
         self.register_buffer("routing_init", torch.randn(n_interests, max_seq_length) * init_std)
 
-    def forward(self, seq_emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``seq_emb`` ``[B, L, d]`` and ``mask`` ``[B, L]`` (True on real items) -> ``[B, K, d]``."""
+    def forward(
+        self,
+        seq_emb: torch.Tensor,
+        mask: torch.Tensor,
+        record: Optional[Callable[[torch.Tensor], None]] = None,
+    ) -> torch.Tensor:
+        """``seq_emb`` ``[B, L, d]`` and ``mask`` ``[B, L]`` (True on real items) -> ``[B, K, d]``.
+
+        ``record``, if given, receives the last round's coupling coefficients ``[B, K, L]`` (for a
+        routing regulariser). They are then computed along a path that keeps gradients to ``u``
+        (otherwise they would be constants) and are detached where they build the interests, so
+        the interests and their gradients are exactly those of routing without ``record``.
+        """
         batch, length, _ = seq_emb.shape
         if self.shared:
             u_hat = (seq_emb @ self.bilinear).unsqueeze(1).expand(-1, self.n_interests, -1, -1)
         else:
             u_hat = torch.einsum("bld,kde->bkle", seq_emb, self.bilinear)
         u_hat_fixed = u_hat.detach()
+        u_route = u_hat_fixed if record is None else u_hat
         logits = self.routing_init[:, :length].unsqueeze(0).expand(batch, -1, -1)
         keep = mask.unsqueeze(1).to(seq_emb.dtype)  # [B, 1, L]
         for i in range(self.iterations):
             coupling = torch.softmax(logits, dim=1) * keep  # over interests; padding gets 0
             last = i == self.iterations - 1
-            u = u_hat if last else u_hat_fixed
+            if last and record is not None:
+                record(coupling)
+                coupling = coupling.detach()
+            u = u_hat if last else u_route
             interests = squash(torch.einsum("bkl,bkld->bkd", coupling, u))
             if not last:
-                logits = logits + torch.einsum("bkld,bkd->bkl", u_hat_fixed, interests)
+                logits = logits + torch.einsum("bkld,bkd->bkl", u_route, interests)
         return interests

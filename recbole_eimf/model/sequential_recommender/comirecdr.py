@@ -36,4 +36,5 @@ class ComiRecDR(MultiInterestRecommender):
         self.apply(self._init_weights)
 
     def multi_interest(self, item_seq, item_seq_len):
-        return self.routing(self.item_embedding(item_seq), item_seq != 0)
+        seq_emb = self.embedding_dropout(self.item_embedding(item_seq))
+        return self.routing(seq_emb, item_seq != 0, record=self.routing_recorder)

@@ -38,6 +38,8 @@ class ComiRecSA(MultiInterestRecommender):
     def multi_interest(self, item_seq, item_seq_len):
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         h = self.item_embedding(item_seq) + self.position_embedding(positions).unsqueeze(0)
+        h = self.embedding_dropout(h)
         att = self.W2(torch.tanh(self.W1(h))).transpose(1, 2)  # [B, K, L]
-        att = att.masked_fill((item_seq == 0).unsqueeze(1), -1e9)
-        return torch.softmax(att, dim=-1) @ h  # [B, K, d]
+        att = torch.softmax(att.masked_fill((item_seq == 0).unsqueeze(1), -1e9), dim=-1)
+        self.record_routing(att)
+        return att @ h  # [B, K, d]

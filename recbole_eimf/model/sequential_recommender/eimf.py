@@ -43,9 +43,11 @@ class EIMF(SequentialRecommender):
       (``ma_temperature``).
 
     ``calculate_loss`` returns ``(L_rec, sp_weight * L_sp, ma_weight * L_ma)`` so RecBole's
-    trainer logs each part. ``predict`` and ``full_sort_predict`` are the backbone's: no text, no
-    LLM and no semantic tensor is touched at inference, and the semantic targets are not part of
-    the checkpoint. They are loaded from ESIM's cache the first time a loss is computed.
+    trainer logs each part, followed by the backbone's own extra parts (``routing_reg_weight *
+    L_routing`` when the backbone's routing regulariser is on). ``predict`` and
+    ``full_sort_predict`` are the backbone's: no text, no LLM and no semantic tensor is touched at
+    inference, and the semantic targets are not part of the checkpoint. They are loaded from
+    ESIM's cache the first time a loss is computed.
     """
 
     def __init__(self, config, dataset):
@@ -140,17 +142,19 @@ class EIMF(SequentialRecommender):
         return match + contrast
 
     def calculate_loss(self, interaction):
-        interests = self.backbone.multi_interest(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        rec_loss = self.backbone.recommendation_loss(interaction, interests)
+        # The backbone's own training options (sampled softmax, hard negatives, routing
+        # regulariser, ...) apply as they do alone; its extra loss parts follow EIMF's.
+        interests, backbone_losses = self.backbone.interests_and_losses(interaction)
+        rec_loss, extra = backbone_losses[0], tuple(backbone_losses[1:])
         zero = rec_loss.new_zeros(())
         if self.sp_weight == 0 and self.ma_weight == 0:
-            return rec_loss, zero, zero
+            return (rec_loss, zero, zero) + extra
 
         targets = self._semantic_targets()
         users = interaction[self.USER_ID]
         rows = targets.has_target[users]
         if not rows.any():  # most batches of `typical` scope: nothing to add
-            return rec_loss, zero, zero
+            return (rec_loss, zero, zero) + extra
         users = users[rows]
         projected = F.normalize(self.head(interests[rows]), dim=-1)
         sp_loss = ma_loss = zero
@@ -162,4 +166,4 @@ class EIMF(SequentialRecommender):
             ma_loss = self.ma_weight * self.modality_alignment_loss(
                 projected, F.normalize(targets.interests[users], dim=-1), targets.interest_mask[users]
             )
-        return rec_loss, sp_loss, ma_loss
+        return (rec_loss, sp_loss, ma_loss) + extra

@@ -46,5 +46,7 @@ class MIND(MultiInterestRecommender):
         self.apply(self._init_weights)
 
     def multi_interest(self, item_seq, item_seq_len):
-        interests = self.routing(self.item_embedding(item_seq), item_seq != 0)
+        interests = self.routing(
+            self.embedding_dropout(self.item_embedding(item_seq)), item_seq != 0, record=self.routing_recorder
+        )
         return self.projection(interests)

@@ -11,12 +11,17 @@ Reference:
     Yukuo Cen et al. "Controllable Multi-Interest Framework for Recommendation." in KDD 2020.
 """
 
+import logging
+
 import torch
 from torch import nn
 
 from recbole.model.layers import TransformerEncoder
 
+from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+
+logger = logging.getLogger(__name__)
 
 
 class TransMI(MultiInterestRecommender):
@@ -27,6 +32,10 @@ class TransMI(MultiInterestRecommender):
     SASRec's user vector; the other interests (all K without it) are attentive poolings of ``H``,
     ``softmax_positions((W_2 tanh(W_1 H^T))^T) H``, padding masked. Scoring by the max over
     interests therefore contains SASRec's score as one candidate.
+
+    The routing regulariser (``routing_reg_weight``) acts on the pooling attention, so it needs
+    at least one pooled interest. ``embedding_dropout`` does not apply: ``hidden_dropout_prob``
+    already drops the input embeddings.
     """
 
     def __init__(self, config, dataset):
@@ -34,6 +43,13 @@ class TransMI(MultiInterestRecommender):
         d = self.embedding_size
         self.include_last = config["include_last"]
         n_pooled = self.n_interests - 1 if self.include_last else self.n_interests
+        if self.routing_reg_weight > 0 and n_pooled == 0:
+            raise ConfigError(
+                "`routing_reg_weight` > 0 needs a pooled interest: TransMI with `include_last` and "
+                "`n_interests: 1` has no pooling attention to regularise"
+            )
+        if self.embedding_dropout_prob > 0:
+            logger.warning("TransMI ignores `embedding_dropout`; its input dropout is `hidden_dropout_prob`")
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.trm_encoder = TransformerEncoder(
             n_layers=config["n_layers"],
@@ -64,5 +80,7 @@ class TransMI(MultiInterestRecommender):
             interests.append(self.gather_indexes(h, item_seq_len - 1).unsqueeze(1))
         if self.pooling is not None:
             att = self.pooling(h).transpose(1, 2).masked_fill((item_seq == 0).unsqueeze(1), -1e9)
-            interests.append(torch.softmax(att, dim=-1) @ h)
+            att = torch.softmax(att, dim=-1)
+            self.record_routing(att)  # the routing regulariser's matrix: pooled interests only
+            interests.append(att @ h)
         return torch.cat(interests, dim=1)
