@@ -3,13 +3,15 @@
     OMP_NUM_THREADS=1 python benchmarks/training_options.py --dataset=ml-100k --model=TransMI \
         --epochs=5 --seed=2020 --threads=1 --output_dir=benchmark_results/training_options/ml-100k
 
-Every variant is one call of the benchmark harness (``recbole_eimf.benchmark.runner.run_benchmark``:
-same protocol, early stopping on validation, the best checkpoint tested) with its own output
-folder ``<output_dir>/<variant>``, since the harness labels runs by model name only. A rerun skips
-finished variants. The script then reads each variant's ``results.json`` and writes
-``<output_dir>/training_options.md``: test Recall@20 and NDCG@20 of the best-validation checkpoint
-and training seconds per epoch. Any other ``--key=value`` is a config override for every variant
-(e.g. ``--data_path=../shared/data --gpu_id=0``).
+One call of the benchmark harness (``recbole_eimf.benchmark.runner.run_benchmark``: same protocol,
+early stopping on validation, the best checkpoint tested) over *variants*: for each option the
+script writes ``<output_dir>/variants/<Model>-<variant>.yaml`` (``model: <Model>`` plus the
+option), which the harness runs and labels by that name; the baseline is the model itself. A rerun
+skips finished variants. ``props/benchmark/<Model>.yaml`` (and its ``<dataset>/`` version), where
+they exist, apply to every variant. The script then reads the harness's ``results.json`` and
+writes ``<output_dir>/training_options.md`` (and ``.json``): test Recall@20 and NDCG@20 of the
+best-validation checkpoint, and training seconds per epoch. Any other ``--key=value`` is a config
+override for every variant (e.g. ``--data_path=../shared/data --gpu_id=0``).
 
 Variants (values are options of this script):
 
@@ -39,6 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from recbole_eimf.benchmark.runner import run_benchmark
+from recbole_eimf.utils import props_dir
 
 logger = logging.getLogger("training_options")
 
@@ -53,7 +56,9 @@ def variant_options(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     return {
         "baseline": {},
         "sampled_uniform": {"sampled_softmax_negatives": args.negatives},
-        "sampled_popularity": {"sampled_softmax_negatives": args.negatives, "sampled_softmax_distribution": "popularity"},
+        "sampled_popularity": {
+            "sampled_softmax_negatives": args.negatives, "sampled_softmax_distribution": "popularity",
+        },
         "hard_negatives": {"hard_negative_beta": args.beta},
         "routing_reg": {"routing_reg_weight": args.routing_reg_weight},
         "embedding_dropout": {"embedding_dropout": args.embedding_dropout},
@@ -68,7 +73,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--output_dir", default=None, help="benchmark_results/training_options/<dataset>")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--negatives", type=int, default=256, help="sampled softmax negatives per batch (256)")
     parser.add_argument("--beta", type=float, default=1.0, help="hard_negative_beta (1.0)")
@@ -113,9 +118,33 @@ def table(rows: List[Dict[str, Any]]) -> str:
         options = ", ".join(f"`{k}: {v}`" for k, v in row["options"].items()) or "all off"
         lines.append(
             f"| {row['variant']} | {options} | {_fmt(recall, '.4f')} | {_fmt(ndcg, '.4f')} | {change} | "
-            f"{_fmt(row.get('train_sec_per_epoch'), '.1f')} | {row.get('epochs_run', '-')} | {row.get('best_epoch', '-')} |"
+            f"{_fmt(row.get('train_sec_per_epoch'), '.1f')} | {row.get('epochs_run', '-')} | "
+            f"{row.get('best_epoch', '-')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_variants(model: str, dataset: str, variants: Sequence[str], args: argparse.Namespace, folder: Path):
+    """One harness variant file per option (``model:`` plus the option); returns the labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = {}
+    for variant in variants:
+        options = variant_options(variant, args)
+        if not options:
+            labels[variant] = model  # the baseline is the model itself
+            continue
+        label = f"{model}-{variant}"
+        lines = [f"# {variant}: written by benchmarks/training_options.py", f"model: {model}"]
+        lines += [f"{key}: {json.dumps(value)}" for key, value in options.items()]
+        path = folder / f"{label}.yaml"
+        text = "\n".join(lines) + "\n"
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:  # same bytes: a rerun resumes
+            path.write_text(text, encoding="utf-8")
+        labels[variant] = label
+    # The model's own benchmark settings, which a variants folder would otherwise hide.
+    own = props_dir() / "benchmark"
+    shared = [p for p in (own / f"{model}.yaml", own / dataset / f"{model}.yaml") if p.is_file()]
+    return labels, shared
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -125,27 +154,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     output_dir = Path(args.output_dir or Path("benchmark_results") / "training_options" / args.dataset)
 
+    labels, shared = write_variants(args.model, args.dataset, variants, args, output_dir / "variants")
+    logger.info(f"{args.model} on {args.dataset}: " + ", ".join(labels.values()))
+    summary = run_benchmark(
+        dataset=args.dataset,
+        models=list(labels.values()),
+        seeds=[args.seed],
+        output_dir=output_dir,
+        config_files=shared,
+        overrides={**overrides, "epochs": args.epochs},
+        stop_on_error=True,
+        model_config_dir=output_dir / "variants",
+    )
+    results = json.loads(summary.files["json"].read_text(encoding="utf-8"))
     rows = []
-    for variant in variants:
-        options = variant_options(variant, args)
-        logger.info(f"{variant}: {args.model} on {args.dataset}, {options or 'all options off'}")
-        summary = run_benchmark(
-            dataset=args.dataset,
-            models=[args.model],
-            seeds=[args.seed],
-            output_dir=output_dir / variant,
-            overrides={**overrides, "epochs": args.epochs, **options},
-            stop_on_error=True,
-        )
-        results = json.loads(summary.files["json"].read_text(encoding="utf-8"))
-        row = next(r for r in results if r["model"] == args.model and int(r["seed"]) == args.seed)
-        rows.append({"variant": variant, "options": options, **row})
+    for variant, label in labels.items():
+        row = next(r for r in results if r["model"] == label and int(r["seed"]) == args.seed)
+        rows.append({"variant": variant, "options": variant_options(variant, args), **row})
 
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    finished = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"{args.model} on {args.dataset}, seed {args.seed}, at most {args.epochs} epochs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {rows[0]['device_name'] if rows else '-'} "
-        f"({platform.machine()}), finished {started}\n\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{rows[0]['device_name'] if rows else platform.machine()}, finished {finished}\n\n"
     )
     markdown = header + table(rows)
     (output_dir / "training_options.md").write_text(markdown, encoding="utf-8")
