@@ -34,7 +34,7 @@ def eimf_config(cache_dir, **extra):
 
 def test_backbone_defaults_load_under_eimf():
     config = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
-    assert config["routing_iterations"] == 3 and config["relu_layer"] is True
+    assert config["routing_iterations"] == 3 and config["relu_layer"] is False
     assert config["sp_weight"] == 0.1 and config["ma_weight"] == 0.1
     assert Config(model="EIMF", dataset="ml-100k")["hidden_ratio"] == 4  # ComiRecSA, the default backbone
 
@@ -93,6 +93,27 @@ def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k
     plain = batch[keep.nonzero().squeeze(1)]
     _, sp0, ma0 = model.calculate_loss(plain)
     assert sp0.item() == 0.0 and ma0.item() == 0.0
+
+
+def test_alignment_does_not_contrast_rows_that_share_a_semantic_target(ml100k, tmp_path):
+    """Prefixes of one user's sequence share its semantic target: InfoNCE must not treat them as
+    negatives of each other: two rows of one user contrast with nothing, two users do."""
+    model = get_model("EIMF")(eimf_config(tmp_path / "esim"), ml100k[2]._dataset)
+    torch.manual_seed(0)
+    projected = torch.nn.functional.normalize(torch.randn(3, 4, 16), dim=-1)
+    semantic = torch.nn.functional.normalize(torch.randn(2, 3, 16), dim=-1)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+
+    def match_only(p, s, m):
+        closest = torch.einsum("bjt,bkt->bjk", s, p).max(dim=2).values
+        return ((1.0 - closest) * m).sum() / m.sum()
+
+    # Rows 0 and 1: one user (same semantic target); alone they have no negatives at all.
+    same_user = model.modality_alignment_loss(projected[:2], semantic[[0, 0]], mask[[0, 0]])
+    assert torch.allclose(same_user, match_only(projected[:2], semantic[[0, 0]], mask[[0, 0]].float()))
+    # Two users: each row has the other as a negative, so the contrastive term is there.
+    two_users = model.modality_alignment_loss(projected[:2], semantic, mask)
+    assert two_users - match_only(projected[:2], semantic, mask.float()) > 0.1
 
 
 def train_and_test(model_name, tmp_path, **extra):

@@ -137,6 +137,12 @@ class EIMF(SequentialRecommender):
         user_b = F.normalize(projected.mean(dim=1), dim=-1)
         user_s = F.normalize((semantic * maskf.unsqueeze(-1)).sum(dim=1), dim=-1)
         logits = user_b @ user_s.t() / self.ma_temperature
+        # Rows with the same semantic target are not negatives of each other: a batch holds
+        # several prefixes of one user's sequence (and, with `semantic_scope: cluster`, several
+        # users of one cluster). Contrasting them would push apart what must align.
+        same = (user_s @ user_s.t()) > 1.0 - 1e-6
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
         target = torch.arange(logits.size(0), device=logits.device)
         contrast = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
         return match + contrast
