@@ -35,7 +35,7 @@ def eimf_config(cache_dir, **extra):
 def test_backbone_defaults_load_under_eimf():
     config = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
     assert config["routing_iterations"] == 3 and config["relu_layer"] is False
-    assert config["sp_weight"] == 0.1 and config["ma_weight"] == 0.1
+    assert config["sp_weight"] == 0.5 and config["ma_weight"] == 0.5
     assert Config(model="EIMF", dataset="ml-100k")["hidden_ratio"] == 4  # ComiRecSA, the default backbone
 
 
