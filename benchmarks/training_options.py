@@ -104,11 +104,13 @@ def _fmt(value: Optional[float], spec: str) -> str:
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
-    """Markdown table of the variants, with the change against the baseline."""
+    """Markdown table of the variants (test metrics of the best-validation checkpoint), with the
+    change against the baseline and the best validation score (``valid_metric``)."""
     base = next((r for r in rows if r["variant"] == "baseline"), None)
     lines = [
-        "| variant | options | Recall@20 | NDCG@20 | vs baseline (NDCG@20) | s/epoch | epochs | best epoch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | options | Recall@20 | NDCG@20 | vs baseline (NDCG@20) | best valid NDCG@20 | s/epoch | epochs "
+        "| best epoch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         ndcg, recall = row.get("test_ndcg@20"), row.get("test_recall@20")
@@ -118,6 +120,7 @@ def table(rows: List[Dict[str, Any]]) -> str:
         options = ", ".join(f"`{k}: {v}`" for k, v in row["options"].items()) or "all off"
         lines.append(
             f"| {row['variant']} | {options} | {_fmt(recall, '.4f')} | {_fmt(ndcg, '.4f')} | {change} | "
+            f"{_fmt(row.get('best_valid_score'), '.4f')} | "
             f"{_fmt(row.get('train_sec_per_epoch'), '.1f')} | {row.get('epochs_run', '-')} | "
             f"{row.get('best_epoch', '-')} |"
         )
@@ -176,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     header = (
         f"{args.model} on {args.dataset}, seed {args.seed}, at most {args.epochs} epochs, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{rows[0]['device_name'] if rows else platform.machine()}, finished {finished}\n\n"
+        f"{rows[0]['device_name'] if rows else platform.machine()}, table written {finished}\n\n"
     )
     markdown = header + table(rows)
     (output_dir / "training_options.md").write_text(markdown, encoding="utf-8")
