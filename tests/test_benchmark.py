@@ -14,7 +14,7 @@ import recbole_eimf  # noqa: F401  (compatibility shims before RecBole loads)
 from recbole_eimf.benchmark import BenchmarkSetupError, best_epoch, instrument_trainer, run_benchmark
 from recbole_eimf.benchmark import runner as runner_module
 from recbole_eimf.benchmark.__main__ import main
-from recbole_eimf.benchmark.report import markdown_table, write_reports
+from recbole_eimf.benchmark.report import markdown_table, paired_comparisons, write_reports
 from recbole_eimf.benchmark.store import RunStore
 
 MODELS = ["ComiRecSA", "SASRec"]
@@ -169,6 +169,32 @@ def test_report_mean_std_and_bold(tmp_path):
     assert all(path.is_file() for path in files.values())
 
 
+def test_report_sets_eimf_against_its_backbone_on_paired_seeds(tmp_path):
+    def eimf(seed, ndcg, seconds):
+        record = _record("EIMF-ComiRecSA", seed, ndcg, [ndcg])
+        record.update(model_class="EIMF", backbone="ComiRecSA", train_sec_per_epoch=seconds, test_inference_sec=2.0)
+        return record
+
+    base = [_record("ComiRecSA", s, n, [n]) for s, n in ((1, 0.10), (2, 0.12))]
+    for record in base:
+        record.update(model_class="ComiRecSA", backbone=None, test_inference_sec=2.0)
+    # Seed 3 has no backbone run: it must not enter the comparison.
+    runs = base + [eimf(1, 0.11, 1.5), eimf(2, 0.15, 1.8), eimf(3, 0.50, 1.5)]
+    models = ["ComiRecSA", "EIMF-ComiRecSA"]
+    (entry,) = paired_comparisons(runs, models)
+    assert entry["backbone"] == "ComiRecSA" and entry["seeds"] == [1, 2]
+    assert entry["ndcg@20"]["relative"] == pytest.approx(0.13 / 0.11 - 1)
+    assert entry["ndcg@20"]["range"] == pytest.approx((0.10, 0.25))
+    assert entry["train_sec_per_epoch"] == pytest.approx(1.65 / 1.5)
+    assert entry["test_inference_sec"] == pytest.approx(1.0)
+    _, markdown = write_reports(runs, tmp_path, "toy", models)
+    row = next(line for line in markdown.splitlines() if line.startswith("| EIMF-ComiRecSA | ComiRecSA |"))
+    assert "+18.2% [+10.0%, +25.0%]" in row and "1.10x" in row and "| 2 |" in row
+    # Without the backbone's own runs there is nothing to compare against: no second table.
+    assert paired_comparisons(runs[2:], ["EIMF-ComiRecSA"]) == []
+    assert "against its backbone" not in markdown_table(runs[2:], ["EIMF-ComiRecSA"], "toy")
+
+
 def test_run_store_survives_a_truncated_line(tmp_path):
     store = RunStore(tmp_path / "runs.jsonl")
     store.append({"model": "A", "seed": 1, "x": 1})
@@ -260,8 +286,11 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     assert plain["model_class"] == "ComiRecDR" and variant["model_class"] == "EIMF"
     # The variant's own keys reached the model: K=2 routing maps instead of ComiRecDR's default 4.
     assert variant["params"] < plain["params"]
+    assert variant["backbone"] == "ComiRecDR" and plain["backbone"] is None
     table = (out / "results.md").read_text()
     assert "EIMF-DR" in table and "ComiRecDR" in table
+    # The variant wraps ComiRecDR, which ran beside it: results.md compares the two seed by seed.
+    assert "| EIMF-DR | ComiRecDR | 2 |" in table
     targets = list((out / "esim").glob("ml-100k/targets/*/interests.md"))
     assert len(targets) == 1  # built by the first EIMF run, reused by the second seed
     assert not list((out / "checkpoints").glob("**/esim")) if (out / "checkpoints").exists() else True

@@ -1,5 +1,8 @@
 """Benchmark reports: ``results.csv``, ``results.json``, ``results.md`` and two PNG charts.
 
+``results.md`` holds the mean ± std table and, when EIMF ran next to its own backbone, a second
+table of EIMF's relative change over that backbone, seed by seed.
+
 Every file is written to a temporary name and moved into place, so that a reader (or a crash)
 never sees half a file. Charts use matplotlib's Agg canvas directly (no pyplot, no display).
 """
@@ -26,7 +29,7 @@ SUMMARY_METRICS = [
 CHART_METRICS = SUMMARY_METRICS[:2]
 
 ROW_FIELDS = [
-    "model", "seed", "dataset", "device", "device_name", "params", "epochs_run", "best_epoch",
+    "model", "model_class", "backbone", "seed", "dataset", "device", "device_name", "params", "epochs_run", "best_epoch",
     "train_sec_per_epoch", "valid_sec_per_epoch", "test_inference_sec", "total_sec",
     "valid_metric", "best_valid_score",
 ]
@@ -121,6 +124,92 @@ def markdown_table(records: Sequence[Dict[str, Any]], models: Sequence[str], dat
         lines.append(
             f"| {entry['model']} | {len(entry['seeds'])} | " + " | ".join(cells)
             + f" | {_cell(*entry['sec_per_epoch'], 2)} | {_cell(entry['epochs_run'][0], None, 1)} | {params} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _relative(new: Optional[float], base: Optional[float]) -> Optional[float]:
+    if new is None or base is None or base == 0:
+        return None
+    return new / base - 1.0
+
+
+def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> List[Dict[str, Any]]:
+    """Each EIMF label against the runs of its backbone in the same folder, on the seeds both have.
+
+    An EIMF run names its backbone (``record["backbone"]``); when that backbone also ran under its
+    own name (``--models=ComiRecSA,EIMF-ComiRecSA``), the pair is compared seed by seed: relative
+    change of the mean of each summary metric, its range over the paired seeds, and the ratios of
+    training seconds per epoch and of full-sort test seconds (issue 4's cost targets).
+    """
+    grouped = _by_model(records, models)
+    comparisons = []
+    for label, runs in grouped.items():
+        backbones = {r.get("backbone") for r in runs}
+        if len(backbones) != 1:
+            continue
+        backbone = backbones.pop()
+        base_runs = grouped.get(backbone) if backbone else None
+        if not base_runs or label == backbone:
+            continue
+        base_by_seed = {r["seed"]: r for r in base_runs if r.get("model_class", r["model"]) == backbone}
+        pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
+        if not pairs:
+            continue
+        entry: Dict[str, Any] = {"model": label, "backbone": backbone, "seeds": [r["seed"] for r, _ in pairs]}
+        for key, _ in SUMMARY_METRICS:
+            new = _mean_std([r.get("test", {}).get(key) for r, _ in pairs])[0]
+            base = _mean_std([b.get("test", {}).get(key) for _, b in pairs])[0]
+            per_seed = [
+                _relative(r.get("test", {}).get(key), b.get("test", {}).get(key)) for r, b in pairs
+            ]
+            per_seed = [v for v in per_seed if v is not None]
+            entry[key] = {
+                "relative": _relative(new, base),
+                "range": (min(per_seed), max(per_seed)) if per_seed else None,
+            }
+        for key in ("train_sec_per_epoch", "test_inference_sec"):
+            new = _mean_std([r.get(key) for r, _ in pairs])[0]
+            base = _mean_std([b.get(key) for _, b in pairs])[0]
+            entry[key] = None if new is None or base in (None, 0) else new / base
+        comparisons.append(entry)
+    return comparisons
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:+.1f}%"
+
+
+def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> str:
+    """The table of :func:`paired_comparisons`, or ``""`` when no EIMF run has its backbone beside it."""
+    comparisons = paired_comparisons(records, models)
+    if not comparisons:
+        return ""
+    lines = [
+        "## EIMF against its backbone",
+        "",
+        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
+        "those seeds, one seed at a time); time ratios are EIMF / backbone: training seconds per epoch, "
+        "and full-sort inference on the test split.",
+        "",
+        "| Model | Backbone | Seeds | " + " | ".join(title for _, title in SUMMARY_METRICS[:4])
+        + " | train s/epoch ratio | inference ratio |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS[:4]) + " | ---: | ---: |",
+    ]
+    for entry in comparisons:
+        cells = []
+        for key, _ in SUMMARY_METRICS[:4]:
+            part = entry[key]
+            text = _percent(part["relative"])
+            if part["range"] is not None and len(entry["seeds"]) > 1:
+                text += f" [{_percent(part['range'][0])}, {_percent(part['range'][1])}]"
+            cells.append(text)
+        ratios = [
+            "-" if entry[k] is None else f"{entry[k]:.2f}x" for k in ("train_sec_per_epoch", "test_inference_sec")
+        ]
+        lines.append(
+            f"| {entry['model']} | {entry['backbone']} | {len(entry['seeds'])} | " + " | ".join(cells)
+            + " | " + " | ".join(ratios) + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -235,6 +324,9 @@ def write_reports(
     _atomic_write(files["json"], (json.dumps(json_rows, indent=1, default=str) + "\n").encode("utf-8"))
 
     markdown = markdown_table(records, models, dataset)
+    paired = paired_markdown(records, models)
+    if paired:
+        markdown += "\n" + paired
     _atomic_write(files["md"], markdown.encode("utf-8"))
 
     metrics_chart(records, models, files["metrics_png"])

@@ -258,6 +258,8 @@ def run_one(
     record = {
         "model": model_name,
         "model_class": str(config["model"]),
+        # What an EIMF run wraps, so that reports can set it against that backbone's own runs.
+        "backbone": str(config["backbone"]) if config["model"] == "EIMF" else None,
         "seed": int(seed),
         "dataset": dataset_name,
         "device": str(config["device"]),
