@@ -295,6 +295,25 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     assert len(targets) == 1  # built by the first EIMF run, reused by the second seed
     assert not list((out / "checkpoints").glob("**/esim")) if (out / "checkpoints").exists() else True
 
+    # --jobs=2: both runs of seed 2020 at once, each in its own process, give the results the
+    # sequential runs gave; ESIM is built once, before they start; each run logs to its own file.
+    par = workdir / "bench_parallel"
+    summary = run_benchmark(
+        "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2020], output_dir=par, overrides=overrides,
+        model_config_dir=model_dir, jobs=2,
+    )
+    assert not summary.failed, summary.failed
+    parallel_runs = RunStore(par / "runs.jsonl").load()
+    for key in [("ComiRecDR", 2020), ("EIMF-DR", 2020)]:
+        assert parallel_runs[key]["concurrent_runs"] == 2 and runs[key]["concurrent_runs"] == 1
+        for metric, value in runs[key]["test"].items():
+            # Same seed, same data: equal up to the float summation order of 1 vs 2 CPU threads.
+            assert parallel_runs[key]["test"][metric] == pytest.approx(value, abs=1e-3), (key, metric)
+        log_text = (par / "logs" / f"{key[0]}-seed2020.log").read_text()
+        assert "test result" in log_text
+    assert len(list((par / "esim").glob("ml-100k/targets/*/interests.md"))) == 1
+    assert "| EIMF-DR | ComiRecDR | 1 |" in (par / "results.md").read_text()
+
 
 def test_variant_naming_an_unknown_model_fails_before_training(workdir, monkeypatch):
     monkeypatch.setattr(runner_module, "run_one", _no_training)

@@ -9,6 +9,7 @@
 # (e.g. --epochs=50 --seeds=2020 --models=SASRec,ComiRecSA). Environment:
 #   MODELS       models to run (default: each backbone next to EIMF on it, then RecBole's baselines)
 #   SEEDS        seeds (default 2020,2021,2022)
+#   JOBS         runs at a time on the one GPU, each its own process (default 12; 1 = one by one)
 #   RESULTS_DIR  output folder (default $OUT/amazon-beauty when OUT is set, else
 #                benchmark_results/amazon-beauty in the repository)
 #   RESUME_FROM  a runs.jsonl of an earlier, interrupted run to continue from
@@ -25,6 +26,9 @@ DATA_DIR="$REPO/.data"
 WHEEL_DIR="$REPO/.whl"
 MODELS="${MODELS:-ComiRecSA,EIMF-ComiRecSA,ComiRecDR,EIMF-ComiRecDR,MIND,EIMF-MIND,TransMI,EIMF-TransMI,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
 SEEDS="${SEEDS:-2020,2021,2022}"
+# One small recommender leaves a GPU mostly idle (RecBole's batches are built on one CPU core), so
+# several runs share it; 12 leaves a core each on a 16-core machine.
+JOBS="${JOBS:-12}"
 if [[ -n "${RESULTS_DIR:-}" ]]; then :
 elif [[ -n "${OUT:-}" ]]; then RESULTS_DIR="$OUT/$DATASET"
 else RESULTS_DIR="$REPO/benchmark_results/$DATASET"
@@ -122,9 +126,9 @@ gpu_args=(--gpu_id=0)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_gpu)
 fi
-log "benchmark: $MODELS x seeds $SEEDS -> $RESULTS_DIR"
+log "benchmark: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
-"$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" \
+"$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" --jobs="$JOBS" \
     --data_path=.data "${gpu_args[@]}" --output_dir="$RESULTS_DIR" "$@" || status=$?
 
 # RecBole writes one log per run under ./log: keep this invocation's, packed into one file.

@@ -8,7 +8,7 @@ Every other ``--key=value`` is a RecBole config override applied to every model 
 yaml files to every model; ``props/benchmark/<Model>.yaml`` and
 ``props/benchmark/<dataset>/<Model>.yaml`` apply to that model only. Results go to
 ``--output_dir`` (default ``benchmark_results/<dataset>``); rerunning the same command skips the
-finished runs.
+finished runs. ``--jobs=N`` runs N of them at a time, each in its own process.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--keep_checkpoints", type=_str2bool, default=False, help="keep each run's best checkpoint (False)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="runs at a time, each in its own process sharing the device (1); e.g. 8 on one GPU",
     )
     parser.add_argument(
         "--stop_on_error", type=_str2bool, default=False,
@@ -128,6 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 keep_checkpoints=args.keep_checkpoints,
                 stop_on_error=args.stop_on_error,
                 model_config_dir=args.model_config_dir,
+                jobs=args.jobs,
             )
     except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
         print(f"error: {err}", file=sys.stderr)

@@ -108,6 +108,15 @@ def markdown_table(records: Sequence[Dict[str, Any]], models: Sequence[str], dat
         f"({', '.join(map(str, seeds)) or '-'}); best mean per metric in bold. "
         f"sec/epoch: training time per epoch. Device: {', '.join(devices) or '-'}.",
         "",
+    ]
+    concurrent = max((int(r.get("concurrent_runs") or 1) for r in records), default=1)
+    if concurrent > 1:
+        lines += [
+            f"Runs shared the device, up to {concurrent} at a time (`--jobs`): seconds compare models "
+            "of this table only roughly; `benchmarks/train_speed.py` times them one at a time.",
+            "",
+        ]
+    lines += [
         "| Model | Seeds | " + " | ".join(title for _, title in SUMMARY_METRICS) + " | sec/epoch | Epochs | Params |",
         "| --- | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS) + " | ---: | ---: | ---: |",
     ]

@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
+from recbole_eimf.benchmark.parallel import LOGS_DIR, cpu_threads_per_job, make_jobs, run_parallel
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import Config
@@ -325,6 +326,32 @@ def check_inputs(
             raise BenchmarkSetupError(f"`{key}` cannot be overridden in a benchmark: {RESERVED_KEYS[key]}")
 
 
+def _build_esim_once(
+    todo: Sequence[Tuple[str, int]],
+    dataset: str,
+    files_per_model: Mapping[str, Sequence[Path]],
+    overrides: Mapping[str, Any],
+    esim_defaults: Mapping[str, Any],
+    checkpoint_dir,
+) -> None:
+    """Build the folder's ESIM cache before parallel runs start, so that it is built (and an LLM
+    paid) once, not by every EIMF run that starts at the same moment. Each EIMF label is built
+    once (variants may ask for other ESIM settings); labels that share settings hit the cache."""
+    seen = set()
+    for model, seed in todo:
+        if model in seen or model_class_name(model, files_per_model[model]) != "EIMF":
+            continue
+        seen.add(model)
+        from recbole_eimf.data import create_dataset
+        from recbole_eimf.esim import run_esim
+        from recbole_eimf.esim.settings import EsimSettings
+
+        config = build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed), esim_defaults)
+        init_seed(config["seed"], config["reproducibility"])
+        train_dataset = create_dataset(config).build()[0]
+        logger.info(f"ESIM for {model}: {run_esim(EsimSettings.from_config(config), train_dataset).summary}")
+
+
 def run_benchmark(
     dataset: str,
     models: Sequence[str],
@@ -335,6 +362,7 @@ def run_benchmark(
     keep_checkpoints: bool = False,
     stop_on_error: bool = False,
     model_config_dir: Union[str, Path, None] = None,
+    jobs: int = 1,
 ) -> BenchmarkSummary:
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
@@ -343,7 +371,8 @@ def run_benchmark(
     ``overrides`` are RecBole config keys applied to every model (values as on RecBole's command
     line or already typed). ``model_config_dir`` (default ``props/benchmark``) holds per-model
     yaml overrides. A run that raises is logged and retried on the next call; with
-    ``stop_on_error`` it ends the benchmark instead.
+    ``stop_on_error`` it ends the benchmark instead. ``jobs`` > 1 runs that many at a time, each in
+    its own process (:mod:`recbole_eimf.benchmark.parallel`), after building ESIM's targets once.
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
     or finished runs in ``output_dir`` that were made with other settings.
@@ -354,6 +383,9 @@ def run_benchmark(
     config_files = [Path(p) for p in config_files]
     model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
     check_inputs(models, seeds, config_files, overrides, dataset, model_config_dir)
+    if int(jobs) < 1:
+        raise BenchmarkSetupError(f"jobs must be 1 or more, got {jobs}")
+    jobs = int(jobs)
 
     output_dir = Path(output_dir) if output_dir is not None else Path("benchmark_results") / dataset
     # One ESIM for the whole folder: every seed trains on the same semantic targets, built (and,
@@ -399,51 +431,76 @@ def run_benchmark(
         summary.rows = [flatten_record(r) for r in rows]
         summary.files, summary.markdown = write_reports(rows, output_dir, dataset, models)
 
-    index = 0
-    for model in models:
-        for seed in seeds:
-            index += 1
-            key = run_key(model, seed)
-            if key in records:
-                logger.info(f"[{index}/{total}] skipping {model} seed {seed} (done)")
-                summary.skipped.append(key)
-                continue
-            logger.info(f"[{index}/{total}] {model} seed {seed}")
-            checkpoint_dir = output_dir / CHECKPOINTS_DIR / f"{model}-seed{seed}"
-            # A run's own folder: RecBole names checkpoints <model>-<time to the second>.pth, so a
-            # shared folder could let two runs collide. Leftovers of an interrupted run go first.
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    def checkpoint_dir(model: str, seed: int) -> Path:
+        # A run's own folder: RecBole names checkpoints <model>-<time to the second>.pth, so a
+        # shared folder could let two runs collide.
+        return output_dir / CHECKPOINTS_DIR / f"{model}-seed{seed}"
+
+    def finish(model: str, seed: int, record: Optional[Dict[str, Any]], error: Optional[BaseException]) -> bool:
+        """Store one finished run (or log its failure); False ends the benchmark (stop_on_error)."""
+        position = f"[{len(summary.trained) + len(summary.failed) + len(summary.skipped) + 1}/{total}]"
+        if not keep_checkpoints:
+            shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
+        if error is not None:
+            logger.error(f"{position} {model} seed {seed} failed: {type(error).__name__}: {error}", exc_info=error)
+            summary.failed.append((model, seed, f"{type(error).__name__}: {error}"))
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # e.g. after an out-of-memory error
+            return not stop_on_error
+        if not keep_checkpoints:
+            record["checkpoint"] = None
+        record["settings"] = settings_per_model[model]
+        record["concurrent_runs"] = jobs
+        record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+        store.append(record)
+        records[run_key(model, seed)] = record
+        summary.trained.append((model, seed))
+        logger.info(
+            f"{position} {model} seed {seed} done: {record['epochs_run']} epochs, "
+            f"{_fmt(record['train_sec_per_epoch'], '.2f')} s/epoch, best valid "
+            f"{record['valid_metric']} {_fmt(record['best_valid_score'], '.4f')} "
+            f"(epoch {record['best_epoch']}), test {_fmt(record['test_inference_sec'], '.2f')} s"
+        )
+        report()  # partial results stay readable if a later run dies
+        return True
+
+    todo = []
+    for index, (model, seed) in enumerate(((m, s) for m in models for s in seeds), start=1):
+        if run_key(model, seed) in records:
+            logger.info(f"[{index}/{total}] skipping {model} seed {seed} (done)")
+            summary.skipped.append((model, seed))
+        else:
+            todo.append((model, seed))
+    for model, seed in todo:
+        # Leftovers of an interrupted run go first.
+        shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
+
+    if jobs > 1 and len(todo) > 1:
+        # Seed-major order: a benchmark cut short still has every model on its first seed.
+        todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
+        _build_esim_once(todo, dataset, files_per_model, overrides, esim_defaults, checkpoint_dir)
+        threads = cpu_threads_per_job(jobs)
+        logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
+        run_parallel(
+            make_jobs(todo, dataset, files_per_model, overrides, checkpoint_dir, esim_defaults, output_dir, threads),
+            jobs,
+            lambda job, record, error: finish(job.model, job.seed, record, error),
+        )
+    else:
+        for model, seed in todo:
+            logger.info(f"[{len(summary.trained) + len(summary.failed) + len(summary.skipped) + 1}/{total}] {model} seed {seed}")
             try:
-                record = run_one(
-                    model, dataset, seed, files_per_model[model], overrides, checkpoint_dir, esim_defaults
-                )
+                record, error = run_one(
+                    model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed), esim_defaults
+                ), None
             except Exception as err:  # noqa: BLE001  (one failing model must not end a long benchmark)
                 if stop_on_error:
                     raise
-                logger.exception(f"[{index}/{total}] {model} seed {seed} failed: {err}")
-                summary.failed.append((model, seed, f"{type(err).__name__}: {err}"))
-                if not keep_checkpoints:
-                    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-                del err
-                gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()  # e.g. after an out-of-memory error
-                continue
-            if not keep_checkpoints:
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
-                record["checkpoint"] = None
-            record["settings"] = settings_per_model[model]
-            record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
-            store.append(record)
-            records[key] = record
-            summary.trained.append(key)
-            logger.info(
-                f"[{index}/{total}] {model} seed {seed} done: {record['epochs_run']} epochs, "
-                f"{_fmt(record['train_sec_per_epoch'], '.2f')} s/epoch, best valid "
-                f"{record['valid_metric']} {_fmt(record['best_valid_score'], '.4f')} "
-                f"(epoch {record['best_epoch']}), test {_fmt(record['test_inference_sec'], '.2f')} s"
-            )
-            report()  # partial results stay readable if a later run dies
+                record, error = None, err
+            if not finish(model, seed, record, error):
+                break
+            del record, error
 
     checkpoints = output_dir / CHECKPOINTS_DIR
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
