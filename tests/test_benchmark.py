@@ -109,6 +109,15 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
     assert (out / "results.md").read_text() == markdown
 
+    # --report_only: a seed not yet run is left out of the reports, not trained.
+    argv_report = [a for a in argv if not a.startswith("--seeds=")] + ["--seeds=2020,2021", "--report_only=True"]
+    assert main(argv_report) == 0
+    assert "trained 0, skipped 2 (done), failed 0" in capsys.readouterr().out
+    assert "not finished, left out of the reports: ComiRecSA seed 2021, SASRec seed 2021" in (
+        out / "benchmark.log"
+    ).read_text()
+    assert (out / "results.md").read_text() == markdown
+
     # The API logs the same; a changed setting refuses to mix runs into the folder.
     caplog.set_level(logging.INFO, logger="recbole_eimf.benchmark")
     again = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL)

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs at a time, each in its own process sharing the device (1); e.g. 8 on one GPU",
     )
     parser.add_argument(
+        "--report_only", type=_str2bool, default=False,
+        help="train nothing: write the reports of the finished runs among those named (False)",
+    )
+    parser.add_argument(
         "--stop_on_error", type=_str2bool, default=False,
         help="stop at the first failing run instead of going on with the next (False)",
     )
@@ -133,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 stop_on_error=args.stop_on_error,
                 model_config_dir=args.model_config_dir,
                 jobs=args.jobs,
+                report_only=args.report_only,
             )
     except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
         print(f"error: {err}", file=sys.stderr)

@@ -363,6 +363,7 @@ def run_benchmark(
     stop_on_error: bool = False,
     model_config_dir: Union[str, Path, None] = None,
     jobs: int = 1,
+    report_only: bool = False,
 ) -> BenchmarkSummary:
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
@@ -373,6 +374,8 @@ def run_benchmark(
     yaml overrides. A run that raises is logged and retried on the next call; with
     ``stop_on_error`` it ends the benchmark instead. ``jobs`` > 1 runs that many at a time, each in
     its own process (:mod:`recbole_eimf.benchmark.parallel`), after building ESIM's targets once.
+    ``report_only`` trains nothing: it writes the reports of the finished runs among those asked for
+    (e.g. one table over runs made by several commands in one folder).
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
     or finished runs in ``output_dir`` that were made with other settings.
@@ -414,7 +417,7 @@ def run_benchmark(
     # Pre-flight, before any training: every pending model's config must build, and the dataset
     # must be on disk (or be downloaded now), so that a bad yaml or a missing folder fails fast.
     pending = [m for m in models if any(run_key(m, s) not in records for s in seeds)]
-    for i, model in enumerate(pending):
+    for i, model in enumerate([] if report_only else pending):
         config = build_config(model, dataset, seeds[0], files_per_model[model], overrides, output_dir)
         if i == 0:
             ensure_dataset(config)
@@ -472,6 +475,13 @@ def run_benchmark(
             summary.skipped.append((model, seed))
         else:
             todo.append((model, seed))
+    if report_only:
+        if todo:
+            logger.info(
+                f"report only: {len(todo)} run(s) not finished, left out of the reports: "
+                + ", ".join(f"{m} seed {s}" for m, s in todo)
+            )
+        todo = []
     for model, seed in todo:
         # Leftovers of an interrupted run go first.
         shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
