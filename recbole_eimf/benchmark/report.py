@@ -16,7 +16,7 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 # (RecBole result key, column title) of the summary table; the first two are also charted.
 SUMMARY_METRICS = [
@@ -165,22 +165,21 @@ def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str])
         pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
         if not pairs:
             continue
+        def means(value: Callable[[Dict[str, Any]], Any]) -> Tuple[Optional[float], Optional[float]]:
+            """Mean over the paired seeds of EIMF's and of the backbone's ``value``."""
+            return _mean_std([value(r) for r, _ in pairs])[0], _mean_std([value(b) for _, b in pairs])[0]
+
         entry: Dict[str, Any] = {"model": label, "backbone": backbone, "seeds": [r["seed"] for r, _ in pairs]}
         for key, _ in SUMMARY_METRICS:
-            new = _mean_std([r.get("test", {}).get(key) for r, _ in pairs])[0]
-            base = _mean_std([b.get("test", {}).get(key) for _, b in pairs])[0]
-            per_seed = [
-                _relative(r.get("test", {}).get(key), b.get("test", {}).get(key)) for r, b in pairs
-            ]
-            per_seed = [v for v in per_seed if v is not None]
+            test = lambda run, key=key: run.get("test", {}).get(key)  # noqa: E731
+            per_seed = [v for v in (_relative(test(r), test(b)) for r, b in pairs) if v is not None]
             entry[key] = {
-                "relative": _relative(new, base),
+                "relative": _relative(*means(test)),
                 "range": (min(per_seed), max(per_seed)) if per_seed else None,
             }
         for key in ("train_sec_per_epoch", "test_inference_sec"):
-            new = _mean_std([r.get(key) for r, _ in pairs])[0]
-            base = _mean_std([b.get(key) for _, b in pairs])[0]
-            entry[key] = None if new is None or base in (None, 0) else new / base
+            change = _relative(*means(lambda run, key=key: run.get(key)))
+            entry[key] = None if change is None else 1.0 + change
         comparisons.append(entry)
     return comparisons
 

@@ -386,9 +386,9 @@ def run_benchmark(
     config_files = [Path(p) for p in config_files]
     model_config_dir = Path(model_config_dir) if model_config_dir is not None else props_dir() / "benchmark"
     check_inputs(models, seeds, config_files, overrides, dataset, model_config_dir)
-    if int(jobs) < 1:
-        raise BenchmarkSetupError(f"jobs must be 1 or more, got {jobs}")
     jobs = int(jobs)
+    if jobs < 1:
+        raise BenchmarkSetupError(f"jobs must be 1 or more, got {jobs}")
 
     output_dir = Path(output_dir) if output_dir is not None else Path("benchmark_results") / dataset
     # One ESIM for the whole folder: every seed trains on the same semantic targets, built (and,
@@ -439,13 +439,17 @@ def run_benchmark(
         # shared folder could let two runs collide.
         return output_dir / CHECKPOINTS_DIR / f"{model}-seed{seed}"
 
+    def position() -> str:
+        """``[k/total]`` of the run that ends (or starts) next."""
+        return f"[{len(summary.trained) + len(summary.failed) + len(summary.skipped) + 1}/{total}]"
+
     def finish(model: str, seed: int, record: Optional[Dict[str, Any]], error: Optional[BaseException]) -> bool:
         """Store one finished run (or log its failure); False ends the benchmark (stop_on_error)."""
-        position = f"[{len(summary.trained) + len(summary.failed) + len(summary.skipped) + 1}/{total}]"
+        where = position()
         if not keep_checkpoints:
             shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
         if error is not None:
-            logger.error(f"{position} {model} seed {seed} failed: {type(error).__name__}: {error}", exc_info=error)
+            logger.error(f"{where} {model} seed {seed} failed: {type(error).__name__}: {error}", exc_info=error)
             summary.failed.append((model, seed, f"{type(error).__name__}: {error}"))
             gc.collect()
             if torch.cuda.is_available():
@@ -460,7 +464,7 @@ def run_benchmark(
         records[run_key(model, seed)] = record
         summary.trained.append((model, seed))
         logger.info(
-            f"{position} {model} seed {seed} done: {record['epochs_run']} epochs, "
+            f"{where} {model} seed {seed} done: {record['epochs_run']} epochs, "
             f"{_fmt(record['train_sec_per_epoch'], '.2f')} s/epoch, best valid "
             f"{record['valid_metric']} {_fmt(record['best_valid_score'], '.4f')} "
             f"(epoch {record['best_epoch']}), test {_fmt(record['test_inference_sec'], '.2f')} s"
@@ -499,7 +503,7 @@ def run_benchmark(
         )
     else:
         for model, seed in todo:
-            logger.info(f"[{len(summary.trained) + len(summary.failed) + len(summary.skipped) + 1}/{total}] {model} seed {seed}")
+            logger.info(f"{position()} {model} seed {seed}")
             try:
                 record, error = run_one(
                     model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed), esim_defaults
