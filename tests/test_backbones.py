@@ -113,3 +113,38 @@ def test_routing_start_is_stored_and_inference_is_deterministic(name, ml100k):
 def test_n_interests_below_one_is_rejected(bad, ml100k):
     with pytest.raises(ValueError, match="n_interests"):
         build("ComiRecSA", ml100k, n_interests=bad)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_trim_padding_gives_the_interests_of_the_full_padded_batch(name, ml100k):
+    model, _ = build(name, ml100k)
+    assert model.trim_padding, "on by default"
+    batch = first_batch(ml100k)
+    seq, seq_len = batch["item_id_list"], batch["item_length"]
+    assert seq_len.min() < seq.size(1) // 4, "the batch should mix short and long sequences"
+    widths = []
+    raw = model.multi_interest
+
+    def spy(item_seq, item_seq_len):
+        widths.append(item_seq.size(1))
+        assert (item_seq[:, -1] != 0).any(), "each group is cut to its longest sequence"
+        return raw(item_seq, item_seq_len)
+
+    model.multi_interest = spy
+    with torch.no_grad():
+        trimmed = model.user_interests(seq, seq_len)
+        assert len(widths) > 1 and min(widths) < seq.size(1)
+        del model.multi_interest
+        torch.testing.assert_close(trimmed, model.multi_interest(seq, seq_len))
+        # The routing matrix comes back at the batch's width and row order, padding at 0.
+        model.trim_padding = False
+        plain, plain_routing = model.interests_and_routing(seq, seq_len)
+        model.trim_padding = True
+        trimmed, trimmed_routing = model.interests_and_routing(seq, seq_len)
+    torch.testing.assert_close(trimmed, plain)
+    torch.testing.assert_close(trimmed_routing, plain_routing)
+
+
+def test_trim_padding_must_be_a_bool(ml100k):
+    with pytest.raises(ValueError, match="trim_padding"):
+        build("ComiRecSA", ml100k, trim_padding="yes")

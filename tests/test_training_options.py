@@ -40,7 +40,7 @@ def batch(ml100k):
 
 def full_softmax_of_hard_readout(model, batch):
     """The loss before the options existed, computed here from its definition."""
-    interests = model.multi_interest(batch["item_id_list"], batch["item_length"])
+    interests = model.user_interests(batch["item_id_list"], batch["item_length"])
     pos_emb = model.item_embedding(batch["item_id"])
     best = torch.einsum("bkd,bd->bk", interests, pos_emb).argmax(dim=1)
     user = interests[torch.arange(interests.size(0)), best]
@@ -203,7 +203,7 @@ def test_routing_regulariser(name, ml100k, batch):
     model = build(name, ml100k, routing_reg_weight=100.0).train()
     seq, seq_len = batch["item_id_list"], batch["item_length"]
     torch.manual_seed(1)
-    plain = model.multi_interest(seq, seq_len)
+    plain = model.user_interests(seq, seq_len)
     torch.manual_seed(1)
     interests, routing = model.interests_and_routing(seq, seq_len)
     assert torch.equal(interests, plain)  # the hook changes nothing the loss sees

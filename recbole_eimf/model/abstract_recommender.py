@@ -32,6 +32,13 @@ def _option(config, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _group_rows(group: torch.Tensor) -> List[torch.Tensor]:
+    """Row indices of each distinct value of ``group`` ``[B]``, in ascending order of value."""
+    _, counts = torch.unique(group, sorted=True, return_counts=True)
+    rows = group.argsort(stable=True)
+    return list(rows.split(counts.tolist()))
+
+
 class MultiInterestRecommender(SequentialRecommender):
     r"""A sequential recommender that represents a user by K interest vectors.
 
@@ -43,6 +50,8 @@ class MultiInterestRecommender(SequentialRecommender):
       cross-entropy (``loss_type: CE``) or against the sampled negative (``loss_type: BPR``);
     * inference: ``score(i) = max_k <v_k, e_i>``, which equals ComiRec's merge of per-interest
       top-N lists. Only the item sequence is read: the target never reaches inference.
+    * ``trim_padding`` (on by default): rows are grouped by length and each group is cut to its
+      longest sequence before :meth:`multi_interest` (see :meth:`user_interests`).
 
     Training options (config keys, all off by default; off, training is exactly as without them):
 
@@ -104,6 +113,9 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
 
         self._read_training_options(config)
+        self.trim_padding = _option(config, "trim_padding", True)
+        if not isinstance(self.trim_padding, bool):
+            raise ConfigError(f"`trim_padding` must be True or False, got {self.trim_padding!r}")
         # Dropout with p = 0 is not applied at all (an Identity), so the default is untouched.
         p = self.embedding_dropout_prob
         self.embedding_dropout: nn.Module = nn.Dropout(p) if p > 0 else nn.Identity()
@@ -202,7 +214,7 @@ class MultiInterestRecommender(SequentialRecommender):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`multi_interest` and the routing matrix ``[B, K', L]`` it recorded."""
         with self._recording() as records:
-            interests = self.multi_interest(item_seq, item_seq_len)
+            interests = self.user_interests(item_seq, item_seq_len)
         if not records:
             raise NotImplementedError(f"{type(self).__name__} does not report a routing matrix (record_routing)")
         return interests, torch.cat(records, dim=1)
@@ -231,8 +243,41 @@ class MultiInterestRecommender(SequentialRecommender):
         """Return the user's interest vectors, ``[B, K, d]``, from a right-padded item sequence."""
         raise NotImplementedError
 
+    def user_interests(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """:meth:`multi_interest` of the batch, ``[B, K, d]``; with ``trim_padding`` computed on
+        groups of rows of similar length, each cut to its longest sequence.
+
+        RecBole pads every sequence to ``MAX_ITEM_LIST_LENGTH``, and most training prefixes are
+        short (on amazon-beauty 17% of the positions are real items), so most of a backbone's
+        work goes into padding that its masks then discard. A row's interests do not depend on
+        trailing padding (padding is masked, positions count from the first item, attention is
+        causal), so the groups give the same interests (up to float rounding) at a fraction of
+        the cost. Groups are lengths in (2^(j-1), 2^j]: at most ``log2(L) + 1`` calls, each
+        padded to at most twice its real positions. Dropout draws differ from an ungrouped call.
+        """
+        length = item_seq.size(1)
+        if not self.trim_padding or item_seq.size(0) < 2:
+            return self.multi_interest(item_seq, item_seq_len)
+        lengths = item_seq_len.clamp(1, length)
+        group = torch.ceil(torch.log2(lengths.to(torch.float32))).long()
+        groups = [(rows, int(lengths[rows].max())) for rows in _group_rows(group)]
+        if len(groups) == 1 and groups[0][1] == length:
+            return self.multi_interest(item_seq, item_seq_len)
+        parts, records = [], []
+        for rows, longest in groups:
+            seen = len(self._routing_records) if self.recording_routing else 0
+            parts.append(self.multi_interest(item_seq[rows, :longest], item_seq_len[rows]))
+            if self.recording_routing:
+                recorded = torch.cat(self._routing_records[seen:], dim=1)
+                del self._routing_records[seen:]
+                records.append(F.pad(recorded, (0, length - longest)))  # padding weighs 0
+        order = torch.cat([rows for rows, _ in groups]).argsort()  # back to the batch's row order
+        if self.recording_routing:
+            self._routing_records.append(torch.cat(records)[order])
+        return torch.cat(parts)[order]
+
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.multi_interest(item_seq, item_seq_len)
+        return self.user_interests(item_seq, item_seq_len)
 
     @staticmethod
     def hard_readout(interests: torch.Tensor, target_emb: torch.Tensor) -> torch.Tensor:
@@ -297,7 +342,7 @@ class MultiInterestRecommender(SequentialRecommender):
         ``(L_rec, routing_reg_weight * L_routing)`` with the routing regulariser on."""
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         if self.routing_reg_weight == 0:
-            interests = self.multi_interest(item_seq, item_seq_len)
+            interests = self.user_interests(item_seq, item_seq_len)
             return interests, (self.recommendation_loss(interaction, interests),)
         interests, routing = self.interests_and_routing(item_seq, item_seq_len)
         reg = self.routing_reg_weight * self.routing_regularization(routing, item_seq)

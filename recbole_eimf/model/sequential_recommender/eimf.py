@@ -89,7 +89,7 @@ class EIMF(SequentialRecommender):
         return self.backbone.multi_interest(item_seq, item_seq_len)
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        return self.backbone.multi_interest(item_seq, item_seq_len)
+        return self.backbone(item_seq, item_seq_len)
 
     def predict(self, interaction) -> torch.Tensor:
         return self.backbone.predict(interaction)
