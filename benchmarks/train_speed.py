@@ -9,7 +9,12 @@ rounds. Seconds per epoch are estimated as seconds per batch times the number of
 ``--anomaly`` also times each model with ``torch.autograd.set_detect_anomaly(True)`` (what
 importing RecBole's SINE leaves switched on without recbole_eimf.compat). Any other
 ``--key=value`` is a config override for every model (e.g. ``--text_encoder=tfidf`` for EIMF's
-ESIM step). Prints a markdown table.
+ESIM step). A model may carry its own overrides after ``@``, so one run compares a setting:
+
+    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+        --models=ComiRecSA@trim_padding=False,ComiRecSA --batches=6 --rounds=3
+
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -52,6 +57,26 @@ def inference_seconds(model, batches) -> float:
     return (time.perf_counter() - start) / len(batches)
 
 
+def literal(value: str):
+    """A ``--key=value`` value as a Python literal where it parses, else the string."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def parse_spec(spec: str):
+    """``"Model@key=value@key=value"`` -> ``("Model", {key: value, ...})``."""
+    name, *settings = spec.split("@")
+    overrides = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--models: '{item}' in '{spec}' is not key=value")
+        overrides[key] = literal(value)
+    return name, overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-100k")
@@ -64,15 +89,14 @@ def main() -> None:
     overrides = {}
     for item in extra:  # --key=value, values read as Python literals where they parse
         key, _, value = item.lstrip("-").partition("=")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
+        overrides[key] = literal(value)
     sys.argv = sys.argv[:1]  # RecBole's Config must not read this script's flags
 
     setups = {}
-    for name in args.models.split(","):
-        config = Config(model=name, dataset=args.dataset, config_dict={"data_path": args.data_path, "state": "ERROR", **overrides})
+    for spec in args.models.split(","):
+        name, own = parse_spec(spec)
+        settings = {"data_path": args.data_path, "state": "ERROR", **overrides, **own}
+        config = Config(model=name, dataset=args.dataset, config_dict=settings)
         train, _, test = data_preparation(config, create_dataset(config))
         device = config["device"]
         batches = [b.to(device) for _, b in zip(range(args.batches), train)]
@@ -80,7 +104,7 @@ def main() -> None:
         model = get_model(name)(config, train._dataset).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
         train_seconds(model, optimizer, batches[:1], anomaly=False)  # warm-up
-        setups[name] = (model, optimizer, batches, tests, len(train))
+        setups[spec] = (model, optimizer, batches, tests, len(train))
 
     times = {name: {"off": [], "on": [], "infer": []} for name in setups}
     for _ in range(args.rounds):

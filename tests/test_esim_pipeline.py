@@ -39,16 +39,26 @@ def test_extractive_targets_end_to_end_from_training_items_only_then_from_the_ca
     targets = result.targets
     n_users = train._dataset.user_num
     assert isinstance(targets, SemanticTargets) and not result.from_cache
-    assert targets.labels.shape == (n_users, targets.n_concepts) and targets.labels.dtype == torch.float32
-    assert targets.interests.shape == (n_users, 4, targets.semantic_dim)   # J = n_interests of ComiRecSA
-    assert targets.interest_mask.dtype == torch.bool and targets.has_target.dtype == torch.bool
+    # One row per distinct target (here: per typical user), and each user's row.
+    rows = targets.n_rows
+    assert targets.target_row.shape == (n_users,) and targets.target_row.dtype == torch.int64
+    assert rows == int(targets.has_target.sum()) and torch.equal(targets.has_target, targets.target_row >= 0)
+    assert torch.equal(targets.target_row[targets.has_target].sort().values, torch.arange(rows))
+    assert targets.labels.shape == (rows, targets.n_concepts) and targets.labels.dtype == torch.float32
+    assert targets.interests.shape == (rows, 4, targets.semantic_dim)   # J = n_interests of ComiRecSA
+    assert targets.interest_mask.shape == (rows, 4) and targets.interest_mask.dtype == torch.bool
     assert targets.concepts.shape == (targets.n_concepts, targets.semantic_dim) and targets.n_concepts <= 8
     assert torch.allclose(targets.concepts.norm(dim=1), torch.ones(targets.n_concepts), atol=1e-5)
     # Invariants of the contract.
-    assert torch.equal(targets.has_target, targets.interest_mask.any(1))
-    assert torch.equal(targets.has_target, targets.labels.bool().any(1))
+    assert targets.interest_mask.any(1).all() and targets.labels.bool().any(1).all()
     assert torch.equal(targets.has_target, targets.is_typical)            # scope typical, nothing failed
     assert int(targets.is_typical.sum()) == 20 and not targets.has_target[0]
+    users = targets.has_target.nonzero().squeeze(1)[[2, 0, 2]]
+    labels, interests, mask = targets.of_users(users)
+    assert torch.equal(labels[0], labels[2]) and torch.equal(interests[1], targets.interests[targets.target_row[users[1]]])
+    assert mask.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"users \[0\] have no semantic target"):
+        targets.of_users(torch.tensor([0, int(users[0])]))
     norms = targets.interests.norm(dim=2)
     assert torch.allclose(norms[targets.interest_mask], torch.ones(int(targets.interest_mask.sum())), atol=1e-4)
     assert (norms[~targets.interest_mask] == 0).all()
@@ -103,14 +113,17 @@ def test_cluster_scope_gives_every_clustered_user_its_clusters_targets(ml100k, t
     cluster = run_esim(settings_for(config, tmp_path, semantic_scope="cluster"), train._dataset).targets
     assert typical.directory != cluster.directory                # scope is part of the cache key
     assert int(cluster.has_target.sum()) == 943                  # every user with training data
-    t = typical.is_typical
-    for name in ("labels", "interests", "interest_mask"):        # typical users keep their own targets
-        assert torch.equal(getattr(cluster, name)[t], getattr(typical, name)[t])
+    own = typical.has_target.nonzero().squeeze(1)
+    for mine, theirs in zip(cluster.of_users(own), typical.of_users(own)):   # typical users keep their own
+        assert torch.equal(mine, theirs)
+    inheriting = 0
     for c in range(5):
-        members = (cluster.user_cluster == c) & ~t
-        if members.any():
-            rows = cluster.labels[members]
-            assert (rows == rows[0]).all() and rows[0].sum() >= 1  # the whole cluster shares one target
+        members = ((cluster.user_cluster == c) & ~typical.is_typical).nonzero().squeeze(1)
+        if len(members):
+            inheriting += 1
+            rows = cluster.target_row[members]
+            assert (rows == rows[0]).all() and cluster.labels[rows[0]].sum() >= 1  # the cluster shares one row
+    assert cluster.n_rows == typical.n_rows + inheriting
 
 
 def test_behavior_profiles_and_a_custom_template_change_the_result(ml100k, tmp_path):

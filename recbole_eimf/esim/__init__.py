@@ -11,14 +11,16 @@ A model calls one function, once, in its ``__init__``::
     targets = load_semantic_targets(config, dataset)   # dataset: train_data.dataset
 
 It builds the targets (or loads them from the cache: a second run makes no LLM request) and
-returns a :class:`SemanticTargets` of CPU tensors, every per-user tensor indexed by RecBole's
-internal user id (``n_users = dataset.user_num``, row 0 is RecBole's padding user):
+returns a :class:`SemanticTargets` of CPU tensors. Per-user tensors are indexed by RecBole's
+internal user id (``n_users = dataset.user_num``, row 0 is RecBole's padding user); the targets
+themselves are stored once per distinct target (``R`` rows: one per typical user with interests,
+plus one per cluster with ``semantic_scope: cluster``), since most users have none:
 
 ==================  ======================  =====================================================
-``labels``          ``[n_users, P]`` float  multi-hot concepts of each user's stated interests
-``interests``       ``[n_users, J, d_t]``   semantic interest embeddings (unit length; 0 if masked)
-``interest_mask``   ``[n_users, J]`` bool   which of the J slots hold an interest
-``has_target``      ``[n_users]`` bool      the user has semantic targets (rows of the others: 0)
+``target_row``      ``[n_users]`` long      the user's row of the three tensors below (-1: none)
+``labels``          ``[R, P]`` float        multi-hot concepts of the target's stated interests
+``interests``       ``[R, J, d_t]``         semantic interest embeddings (unit length; 0 if masked)
+``interest_mask``   ``[R, J]`` bool         which of the J slots hold an interest
 ``concepts``        ``[P, d_t]`` float      concept prototypes (unit length)
 ``user_cluster``    ``[n_users]`` long      the user's k-means cluster (-1: no training data)
 ``is_typical``      ``[n_users]`` bool      the user was sent to the LLM (a typical user)
@@ -26,7 +28,8 @@ internal user id (``n_users = dataset.user_num``, row 0 is RecBole's padding use
 
 ``P = n_concepts`` (fewer if there are fewer distinct interests), ``J = max_interests`` (default:
 the model's ``n_interests``), ``d_t`` = the text encoder's width (``targets.semantic_dim``).
-Invariant: ``has_target[u] == interest_mask[u].any() == labels[u].any()``.
+``targets.has_target`` is ``target_row >= 0``; ``targets.of_users(users)`` gives the three target
+tensors of users that have one. Invariant: every row has at least one interest and one label.
 ``semantic_scope: typical`` gives targets to typical users only (as in the paper);
 ``semantic_scope: cluster`` also gives every other user of a cluster its cluster's targets.
 ``targets.manifest`` says what produced them (dataset, split, template hash, LLM, encoder, keys);

@@ -9,6 +9,9 @@
   concepts held by at least half of the cluster's typical users that have interests (at least the
   most frequent one), and for each of those concepts (most frequent first, at most ``J``) the
   cluster's interest embedding nearest that prototype. Typical users keep their own targets.
+* Storage: one row per distinct target (a typical user's, or a cluster's shared one) and, per
+  user, the index of its row (``-1``: none). Most users have no target of their own, so per-user
+  arrays would be almost all zeros (140 MB of them on amazon-beauty, gigabytes on amazon-books).
 """
 
 from __future__ import annotations
@@ -54,10 +57,14 @@ def build_concepts(interest_embeddings: np.ndarray, n_concepts: int, seed: int) 
 
 @dataclass
 class TargetArrays:
-    labels: np.ndarray          # [n_users, P] float32 multi-hot
-    interests: np.ndarray       # [n_users, J, d_t] float32 (zero rows where masked)
-    interest_mask: np.ndarray   # [n_users, J] bool
-    has_target: np.ndarray      # [n_users] bool
+    target_row: np.ndarray      # [n_users] int64: the user's row of the arrays below (-1: no target)
+    labels: np.ndarray          # [R, P] float32 multi-hot
+    interests: np.ndarray       # [R, J, d_t] float32 (zero rows where masked)
+    interest_mask: np.ndarray   # [R, J] bool
+
+    @property
+    def has_target(self) -> np.ndarray:
+        return self.target_row >= 0
 
 
 def build_targets(
@@ -69,20 +76,30 @@ def build_targets(
     user_cluster: np.ndarray,
     scope: str,
 ) -> TargetArrays:
-    """Per-user arrays (module doc). ``user_embeddings[u]``: ``[j, d_t]``; ``user_concepts[u]``: ``[j]``."""
+    """One target row per typical user with interests (and, with ``cluster`` scope, one per
+    cluster, shared by its other users), and each user's row (module doc).
+    ``user_embeddings[u]``: ``[j, d_t]``; ``user_concepts[u]``: ``[j]``."""
     n_concepts, dim = prototypes.shape
-    labels = np.zeros((n_users, n_concepts), dtype=np.float32)
-    interests = np.zeros((n_users, max_interests, dim), dtype=np.float32)
-    mask = np.zeros((n_users, max_interests), dtype=bool)
+    target_row = np.full(n_users, -1, dtype=np.int64)
+    labels: List[np.ndarray] = []
+    interests: List[np.ndarray] = []
+    masks: List[np.ndarray] = []
 
-    def assign(uid: int, vectors: np.ndarray, concepts: np.ndarray, label_set) -> None:
+    def add_row(vectors: np.ndarray, label_set) -> int:
         j = min(len(vectors), max_interests)
-        interests[uid, :j] = vectors[:j]
-        mask[uid, :j] = True
-        labels[uid, sorted(label_set)] = 1.0
+        row = np.zeros((max_interests, dim), dtype=np.float32)
+        row[:j] = vectors[:j]
+        mask = np.zeros(max_interests, dtype=bool)
+        mask[:j] = True
+        label = np.zeros(n_concepts, dtype=np.float32)
+        label[sorted(label_set)] = 1.0
+        labels.append(label)
+        interests.append(row)
+        masks.append(mask)
+        return len(labels) - 1
 
     for uid, vectors in user_embeddings.items():
-        assign(uid, vectors, user_concepts[uid], set(int(c) for c in user_concepts[uid]))
+        target_row[uid] = add_row(vectors, set(int(c) for c in user_concepts[uid]))
 
     if scope == "cluster":
         by_cluster: Dict[int, List[int]] = {}
@@ -90,6 +107,9 @@ def build_targets(
             if user_cluster[uid] >= 0:
                 by_cluster.setdefault(int(user_cluster[uid]), []).append(uid)
         for cluster, members in sorted(by_cluster.items()):
+            inherit = [int(u) for u in np.flatnonzero(user_cluster == cluster) if int(u) not in user_embeddings and u != 0]
+            if not inherit:
+                continue
             holders = Counter(c for uid in members for c in set(int(x) for x in user_concepts[uid]))
             ranked = sorted(holders, key=lambda c: (-holders[c], c))
             shared = [c for c in ranked if holders[c] >= CLUSTER_LABEL_MIN_SHARE * len(members)] or ranked[:1]
@@ -100,10 +120,14 @@ def build_targets(
                 candidates = np.flatnonzero(pool_concepts == concept)
                 best = candidates[np.argmax(pool[candidates] @ prototypes[concept])]
                 vectors.append(pool[best])
-            vectors = np.stack(vectors)
-            inherit = np.flatnonzero(user_cluster == cluster)
-            for uid in inherit:
-                if int(uid) not in user_embeddings and uid != 0:
-                    assign(int(uid), vectors, np.array(shared[:max_interests]), set(shared))
-    has_target = mask.any(axis=1)
-    return TargetArrays(labels=labels, interests=interests, interest_mask=mask, has_target=has_target)
+            target_row[inherit] = add_row(np.stack(vectors), set(shared))
+    if not labels:
+        return TargetArrays(
+            target_row=target_row,
+            labels=np.zeros((0, n_concepts), dtype=np.float32),
+            interests=np.zeros((0, max_interests, dim), dtype=np.float32),
+            interest_mask=np.zeros((0, max_interests), dtype=bool),
+        )
+    return TargetArrays(
+        target_row=target_row, labels=np.stack(labels), interests=np.stack(interests), interest_mask=np.stack(masks)
+    )

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,32 +39,43 @@ from recbole_eimf.esim.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-TENSOR_NAMES = ("labels", "interests", "interest_mask", "has_target", "concepts", "user_cluster", "is_typical")
+# 2: target tensors hold one row per distinct target, plus each user's row (1: one row per user).
+FORMAT_VERSION = 2
+TENSOR_NAMES = ("target_row", "labels", "interests", "interest_mask", "concepts", "user_cluster", "is_typical")
 
 
 @dataclass
 class SemanticTargets:
-    """ESIM's output for a model; every per-user tensor is indexed by RecBole's internal user id.
+    """ESIM's output for a model (the contract: :mod:`recbole_eimf.esim`).
 
-    ``labels [n_users, P]`` float multi-hot concepts; ``interests [n_users, J, d_t]`` semantic
-    interest embeddings (unit length, zero where masked); ``interest_mask [n_users, J]`` bool;
-    ``has_target [n_users]`` bool; ``concepts [P, d_t]`` unit-length prototypes;
-    ``user_cluster [n_users]`` long (-1: no training data); ``is_typical [n_users]`` bool.
+    Per user, indexed by RecBole's internal user id: ``target_row [n_users]`` long, the user's
+    row of the target tensors (-1: no target); ``user_cluster [n_users]`` long (-1: no training
+    data); ``is_typical [n_users]`` bool. Per target row (``R`` rows, one per distinct target):
+    ``labels [R, P]`` float multi-hot concepts; ``interests [R, J, d_t]`` semantic interest
+    embeddings (unit length, zero where masked); ``interest_mask [R, J]`` bool.
+    ``concepts [P, d_t]``: unit-length prototypes.
     """
 
+    target_row: torch.Tensor
     labels: torch.Tensor
     interests: torch.Tensor
     interest_mask: torch.Tensor
-    has_target: torch.Tensor
     concepts: torch.Tensor
     user_cluster: torch.Tensor
     is_typical: torch.Tensor
     manifest: dict = field(default_factory=dict)
     directory: Optional[Path] = None
+    has_target: torch.Tensor = field(init=False, repr=False)  # [n_users] bool: target_row >= 0
+
+    def __post_init__(self) -> None:
+        self.has_target = self.target_row >= 0
 
     @property
     def n_users(self) -> int:
+        return int(self.target_row.shape[0])
+
+    @property
+    def n_rows(self) -> int:
         return int(self.labels.shape[0])
 
     @property
@@ -78,6 +89,15 @@ class SemanticTargets:
     @property
     def max_interests(self) -> int:
         return int(self.interests.shape[1])
+
+    def of_users(self, users: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``labels [n, P]``, ``interests [n, J, d_t]`` and ``interest_mask [n, J]`` of ``users``
+        ``[n]``, every one of which must have a target."""
+        rows = self.target_row[users]
+        if bool((rows < 0).any()):
+            missing = users[rows < 0][:5].tolist()
+            raise ValueError(f"users {missing} have no semantic target (see has_target)")
+        return self.labels[rows], self.interests[rows], self.interest_mask[rows]
 
     def tensors(self) -> Dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in TENSOR_NAMES}
@@ -302,10 +322,10 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
     is_typical = np.zeros(inputs.sequences.n_users, dtype=bool)
     is_typical[selection.typical_users] = True
     targets = SemanticTargets(
+        target_row=torch.from_numpy(arrays.target_row),
         labels=torch.from_numpy(arrays.labels),
         interests=torch.from_numpy(arrays.interests),
         interest_mask=torch.from_numpy(arrays.interest_mask),
-        has_target=torch.from_numpy(arrays.has_target),
         concepts=torch.from_numpy(concepts.prototypes),
         user_cluster=torch.from_numpy(selection.user_cluster),
         is_typical=torch.from_numpy(is_typical),

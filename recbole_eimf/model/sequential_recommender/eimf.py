@@ -158,18 +158,18 @@ class EIMF(SequentialRecommender):
 
         targets = self._semantic_targets()
         users = interaction[self.USER_ID]
-        rows = targets.has_target[users]
-        if not rows.any():  # most batches of `typical` scope: nothing to add
+        keep = targets.has_target[users]
+        if not keep.any():  # most batches of `typical` scope: nothing to add
             return (rec_loss, zero, zero) + extra
-        users = users[rows]
-        projected = F.normalize(self.head(interests[rows]), dim=-1)
+        labels, semantic, semantic_mask = targets.of_users(users[keep])
+        projected = F.normalize(self.head(interests[keep]), dim=-1)
         sp_loss = ma_loss = zero
         if self.sp_weight > 0:
             sp_loss = self.sp_weight * self.semantic_prediction_loss(
-                projected, targets.labels[users], F.normalize(targets.concepts, dim=-1)
+                projected, labels, F.normalize(targets.concepts, dim=-1)
             )
         if self.ma_weight > 0:
             ma_loss = self.ma_weight * self.modality_alignment_loss(
-                projected, F.normalize(targets.interests[users], dim=-1), targets.interest_mask[users]
+                projected, F.normalize(semantic, dim=-1), semantic_mask
             )
         return (rec_loss, sp_loss, ma_loss) + extra
