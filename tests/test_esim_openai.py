@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim import EsimSettings, LLMFatalError, run_esim
@@ -273,3 +274,25 @@ def test_a_stage_killed_midway_resumes_asking_only_for_the_missing_prompts(key, 
     assert f"{12 - len(saved)} requests answered, {len(saved)} answers from the cache" in caplog.text
     assert result.stats.ok == 12 and int(result.targets.has_target.sum()) == 12
     assert KEY not in caplog.text and KEY not in _files_text(tmp_path)
+
+
+def test_targets_rebuilt_in_a_new_cache_format_reuse_every_llm_answer(key, ml100k, tmp_path, monkeypatch):
+    """A plugin version with another target format (a new cache key) rebuilds the targets from the
+    saved answers: the LLM is paid once, whatever the format."""
+    import recbole_eimf.esim.pipeline as pipeline
+
+    config, _, train, _, _ = ml100k
+    with LoopbackLLMServer() as server:
+        settings = EsimSettings.from_config(
+            config, llm_base_url=server.url, llm_model="fake-model", llm_api_key_env=KEY_ENV, text_encoder="tfidf",
+            n_clusters=3, users_per_cluster=2, n_concepts=4, esim_cache_dir=str(tmp_path / "esim"),
+        )
+        first = run_esim(settings, train._dataset)
+        n_asked = len(server.chat_requests())
+        monkeypatch.setattr(pipeline, "FORMAT_VERSION", pipeline.FORMAT_VERSION + 1)
+        again = run_esim(settings, train._dataset)
+        assert len(server.chat_requests()) == n_asked == 6
+    assert not again.from_cache and again.targets.directory != first.targets.directory
+    assert again.stats.cache_hits == 6 and again.stats.calls == 0
+    for name, tensor in first.targets.tensors().items():
+        assert torch.equal(tensor, getattr(again.targets, name)), name
