@@ -6,7 +6,9 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -350,3 +352,54 @@ def yaml_load(path):
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc ("" once it is gone; "Z" for an unreaped zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_exits_soon_after_its_parent_is_killed(tmp_path):
+    """`--jobs` workers must not train on, unseen, after the benchmark is killed (even SIGKILL)."""
+    import signal
+    import subprocess
+    import time
+
+    ready = tmp_path / "ready"
+    worker = (
+        "import pathlib, sys, time\n"
+        "from recbole_eimf.benchmark.parallel import exit_with_parent\n"
+        "exit_with_parent(int(sys.argv[1]), interval=0.1)\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        "time.sleep(120)\n"
+    )
+    parent = (
+        "import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    root = Path(__file__).resolve().parents[1]  # this checkout's package, not another installed one
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, env=env)
+    child = int(proc.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert ready.exists() and _state(child) not in ("", "Z"), "the worker should be up while its parent lives"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _state(child) not in ("", "Z") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _state(child) in ("", "Z"), "the orphaned worker is still running"
+    finally:
+        proc.kill()
+        if _state(child) not in ("", "Z"):
+            os.kill(child, signal.SIGKILL)

@@ -7,7 +7,9 @@ several times sooner. Results do not change: every run seeds itself as it would 
 
 Each run is a ``spawn``-ed process (no CUDA state is forked) that redirects its stdout and stderr,
 C-level output included, to ``<output_dir>/logs/<model>-seed<seed>.log``, and returns the run's
-record to the parent, which alone appends it to ``runs.jsonl`` and writes the reports.
+record to the parent, which alone appends it to ``runs.jsonl`` and writes the reports. A worker
+whose parent is gone (killed by a signal, even SIGKILL) exits within a second instead of training
+on unseen.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -48,8 +52,25 @@ def cpu_threads_per_job(jobs: int, cpus: Optional[int] = None) -> int:
     return max(1, cpus // max(1, jobs))
 
 
+def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Exit this process (status 1) soon after process ``parent_pid`` stops being its parent.
+
+    A killed benchmark would otherwise leave its workers training on, holding cores and GPU
+    memory, with no one left to record their results. An orphan is adopted by another process,
+    which changes ``os.getppid()``: a daemon thread watches for that."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_job(job: Job) -> Dict[str, Any]:
     """Body of one worker process: output to the run's log file, then the run itself."""
+    exit_with_parent(os.getppid())
     job.log_file.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
