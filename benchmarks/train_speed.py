@@ -20,7 +20,6 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import ast
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import time
 import torch
 
 import recbole_eimf  # noqa: F401  (compat: anomaly detection off)
-from recbole_eimf.config import Config
+from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.utils import get_model
 
@@ -57,14 +56,6 @@ def inference_seconds(model, batches) -> float:
     return (time.perf_counter() - start) / len(batches)
 
 
-def literal(value: str):
-    """A ``--key=value`` value as a Python literal where it parses, else the string."""
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
-
-
 def parse_spec(spec: str):
     """``"Model@key=value@key=value"`` -> ``("Model", {key: value, ...})``."""
     name, *settings = spec.split("@")
@@ -73,7 +64,7 @@ def parse_spec(spec: str):
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--models: '{item}' in '{spec}' is not key=value")
-        overrides[key] = literal(value)
+        overrides[key] = command_line_value(value)
     return name, overrides
 
 
@@ -89,7 +80,7 @@ def main() -> None:
     overrides = {}
     for item in extra:  # --key=value, values read as Python literals where they parse
         key, _, value = item.lstrip("-").partition("=")
-        overrides[key] = literal(value)
+        overrides[key] = command_line_value(value)
     sys.argv = sys.argv[:1]  # RecBole's Config must not read this script's flags
 
     setups = {}

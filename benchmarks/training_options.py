@@ -29,7 +29,6 @@ Variants (values are options of this script):
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import platform
@@ -41,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from recbole_eimf.benchmark.runner import run_benchmark
+from recbole_eimf.config import command_line_value
 from recbole_eimf.utils import props_dir
 
 logger = logging.getLogger("training_options")
@@ -86,10 +86,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         if not item.startswith("--") or "=" not in item:
             parser.error(f"unrecognized argument {item!r}: config overrides are written --key=value")
         key, value = item[2:].split("=", 1)
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
+        overrides[key] = command_line_value(value)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

@@ -13,7 +13,6 @@ Used for the MIND section of docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from typing import Dict, List
@@ -21,23 +20,16 @@ from typing import Dict, List
 import recbole_eimf  # noqa: F401  (compatibility shims before RecBole loads)
 from recbole.utils import init_seed
 
-from recbole_eimf.config import Config
+from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.utils import get_model, get_trainer
-
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _pairs(text: str) -> Dict[str, object]:
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, _, value = item.partition("=")
-        out[key] = _value(value)
+        out[key] = command_line_value(value)
     return out
 
 

@@ -16,9 +16,10 @@ the plugin's defaults.
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 
@@ -26,6 +27,17 @@ import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBo
 from recbole.config import Config as RecBoleConfig
 
 from recbole_eimf.utils import get_model, model_properties_dir, props_dir
+
+
+def command_line_value(value: Any) -> Any:
+    """A ``--key=value`` value as a Python literal where it reads as one (``1``, ``0.5``,
+    ``[1, 2]``, ``True``; also ``true``/``false``), else the string itself. Non-strings pass."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return {"true": True, "false": False}.get(value.lower(), value)
 
 
 class Config(RecBoleConfig):

@@ -16,7 +16,7 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # (RecBole result key, column title) of the summary table; the first two are also charted.
 SUMMARY_METRICS = [
@@ -143,6 +143,11 @@ def _relative(new: Optional[float], base: Optional[float]) -> Optional[float]:
     return new / base - 1.0
 
 
+def _paired_means(values: Sequence[Tuple[Any, Any]]) -> Tuple[Optional[float], Optional[float]]:
+    """Means of the first and of the second of ``(EIMF's, the backbone's)`` value pairs."""
+    return _mean_std([new for new, _ in values])[0], _mean_std([base for _, base in values])[0]
+
+
 def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> List[Dict[str, Any]]:
     """Each EIMF label against the runs of its backbone in the same folder, on the seeds both have.
 
@@ -165,20 +170,16 @@ def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str])
         pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
         if not pairs:
             continue
-        def means(value: Callable[[Dict[str, Any]], Any]) -> Tuple[Optional[float], Optional[float]]:
-            """Mean over the paired seeds of EIMF's and of the backbone's ``value``."""
-            return _mean_std([value(r) for r, _ in pairs])[0], _mean_std([value(b) for _, b in pairs])[0]
-
         entry: Dict[str, Any] = {"model": label, "backbone": backbone, "seeds": [r["seed"] for r, _ in pairs]}
         for key, _ in SUMMARY_METRICS:
-            test = lambda run, key=key: run.get("test", {}).get(key)  # noqa: E731
-            per_seed = [v for v in (_relative(test(r), test(b)) for r, b in pairs) if v is not None]
+            values = [(r.get("test", {}).get(key), b.get("test", {}).get(key)) for r, b in pairs]
+            per_seed = [v for v in (_relative(new, base) for new, base in values) if v is not None]
             entry[key] = {
-                "relative": _relative(*means(test)),
+                "relative": _relative(*_paired_means(values)),
                 "range": (min(per_seed), max(per_seed)) if per_seed else None,
             }
         for key in ("train_sec_per_epoch", "test_inference_sec"):
-            change = _relative(*means(lambda run, key=key: run.get(key)))
+            change = _relative(*_paired_means([(r.get(key), b.get(key)) for r, b in pairs]))
             entry[key] = None if change is None else 1.0 + change
         comparisons.append(entry)
     return comparisons

@@ -22,7 +22,6 @@ is set), so the semantic targets are built once per benchmark and every seed tra
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import datetime
 import gc
@@ -44,7 +43,7 @@ from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.parallel import LOGS_DIR, cpu_threads_per_job, make_jobs, run_parallel
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
-from recbole_eimf.config import Config
+from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import get_model, get_trainer, props_dir
@@ -90,17 +89,6 @@ class BenchmarkSummary:
     markdown: str = ""
 
 
-def _normalize_value(value: Any) -> Any:
-    """``"1"`` and ``1`` mean the same override (RecBole converts command-line strings)."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        lowered = value.lower()
-        return {"true": True, "false": False}.get(lowered, value)
-
-
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -136,7 +124,7 @@ def run_settings(dataset: str, overrides: Mapping[str, Any], files: Sequence[Pat
     return {
         "dataset": dataset,
         "overrides": {
-            key: _normalize_value(value)
+            key: command_line_value(value)  # "1" and 1 are the same override
             for key, value in sorted(overrides.items())
             if key not in PLACEMENT_KEYS
         },

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import shutil
 import tempfile
 import urllib.request
 import zipfile

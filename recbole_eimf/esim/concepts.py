@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Set, Tuple
 
 import numpy as np
 
@@ -81,22 +81,11 @@ def build_targets(
     ``user_embeddings[u]``: ``[j, d_t]``; ``user_concepts[u]``: ``[j]``."""
     n_concepts, dim = prototypes.shape
     target_row = np.full(n_users, -1, dtype=np.int64)
-    labels: List[np.ndarray] = []
-    interests: List[np.ndarray] = []
-    masks: List[np.ndarray] = []
+    rows: List[Tuple[np.ndarray, Set[int]]] = []  # (interest vectors, concept labels) of each row
 
-    def add_row(vectors: np.ndarray, label_set) -> int:
-        j = min(len(vectors), max_interests)
-        row = np.zeros((max_interests, dim), dtype=np.float32)
-        row[:j] = vectors[:j]
-        mask = np.zeros(max_interests, dtype=bool)
-        mask[:j] = True
-        label = np.zeros(n_concepts, dtype=np.float32)
-        label[sorted(label_set)] = 1.0
-        labels.append(label)
-        interests.append(row)
-        masks.append(mask)
-        return len(labels) - 1
+    def add_row(vectors: np.ndarray, label_set: Set[int]) -> int:
+        rows.append((vectors[:max_interests], label_set))
+        return len(rows) - 1
 
     for uid, vectors in user_embeddings.items():
         target_row[uid] = add_row(vectors, set(int(c) for c in user_concepts[uid]))
@@ -121,13 +110,12 @@ def build_targets(
                 best = candidates[np.argmax(pool[candidates] @ prototypes[concept])]
                 vectors.append(pool[best])
             target_row[inherit] = add_row(np.stack(vectors), set(shared))
-    if not labels:
-        return TargetArrays(
-            target_row=target_row,
-            labels=np.zeros((0, n_concepts), dtype=np.float32),
-            interests=np.zeros((0, max_interests, dim), dtype=np.float32),
-            interest_mask=np.zeros((0, max_interests), dtype=bool),
-        )
-    return TargetArrays(
-        target_row=target_row, labels=np.stack(labels), interests=np.stack(interests), interest_mask=np.stack(masks)
-    )
+
+    labels = np.zeros((len(rows), n_concepts), dtype=np.float32)
+    interests = np.zeros((len(rows), max_interests, dim), dtype=np.float32)
+    mask = np.zeros((len(rows), max_interests), dtype=bool)
+    for row, (vectors, label_set) in enumerate(rows):
+        interests[row, : len(vectors)] = vectors
+        mask[row, : len(vectors)] = True
+        labels[row, sorted(label_set)] = 1.0
+    return TargetArrays(target_row=target_row, labels=labels, interests=interests, interest_mask=mask)

@@ -32,13 +32,6 @@ def _option(config, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _group_rows(group: torch.Tensor) -> List[torch.Tensor]:
-    """Row indices of each distinct value of ``group`` ``[B]``, in ascending order of value."""
-    _, counts = torch.unique(group, sorted=True, return_counts=True)
-    rows = group.argsort(stable=True)
-    return list(rows.split(counts.tolist()))
-
-
 class MultiInterestRecommender(SequentialRecommender):
     r"""A sequential recommender that represents a user by K interest vectors.
 
@@ -260,7 +253,9 @@ class MultiInterestRecommender(SequentialRecommender):
             return self.multi_interest(item_seq, item_seq_len)
         lengths = item_seq_len.clamp(1, length)
         group = torch.ceil(torch.log2(lengths.to(torch.float32))).long()
-        groups = [(rows, int(lengths[rows].max())) for rows in _group_rows(group)]
+        by_group = group.argsort(stable=True)  # the batch's rows, group after group
+        _, counts = torch.unique(group, sorted=True, return_counts=True)
+        groups = [(rows, int(lengths[rows].max())) for rows in by_group.split(counts.tolist())]
         if len(groups) == 1 and groups[0][1] == length:
             return self.multi_interest(item_seq, item_seq_len)
         parts, records = [], []
@@ -271,7 +266,7 @@ class MultiInterestRecommender(SequentialRecommender):
                 recorded = torch.cat(self._routing_records[seen:], dim=1)
                 del self._routing_records[seen:]
                 records.append(F.pad(recorded, (0, length - longest)))  # padding weighs 0
-        order = torch.cat([rows for rows, _ in groups]).argsort()  # back to the batch's row order
+        order = by_group.argsort()  # back to the batch's row order
         if self.recording_routing:
             self._routing_records.append(torch.cat(records)[order])
         return torch.cat(parts)[order]
