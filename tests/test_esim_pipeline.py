@@ -59,6 +59,13 @@ def test_extractive_targets_end_to_end_from_training_items_only_then_from_the_ca
     assert mask.shape == (3, 4)
     with pytest.raises(ValueError, match=r"users \[0\] have no semantic target"):
         targets.of_users(torch.tensor([0, int(users[0])]))
+    batch = torch.tensor([0, int(users[1]), 0, int(users[0])])              # rows 1 and 3 have targets
+    index, batch_labels, batch_interests, batch_mask = targets.of_batch(batch)
+    assert index.tolist() == [1, 3]
+    for got, want in zip((batch_labels, batch_interests, batch_mask), targets.of_users(users[[1, 0]])):
+        assert torch.equal(got, want)
+    index, batch_labels, _, _ = targets.of_batch(torch.tensor([0, 0]))
+    assert index.numel() == 0 and batch_labels.shape == (0, targets.labels.size(1))
     norms = targets.interests.norm(dim=2)
     assert torch.allclose(norms[targets.interest_mask], torch.ones(int(targets.interest_mask.sum())), atol=1e-4)
     assert (norms[~targets.interest_mask] == 0).all()

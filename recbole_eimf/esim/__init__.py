@@ -29,7 +29,8 @@ plus one per cluster with ``semantic_scope: cluster``), since most users have no
 ``P = n_concepts`` (fewer if there are fewer distinct interests), ``J = max_interests`` (default:
 the model's ``n_interests``), ``d_t`` = the text encoder's width (``targets.semantic_dim``).
 ``targets.has_target`` is ``target_row >= 0``; ``targets.of_users(users)`` gives the three target
-tensors of users that have one. Invariant: every row has at least one interest and one label.
+tensors of users that have one; ``targets.of_batch(users)`` those of a batch's rows that have one,
+with their positions in the batch. Invariant: every row has at least one interest and one label.
 ``semantic_scope: typical`` gives targets to typical users only (as in the paper);
 ``semantic_scope: cluster`` also gives every other user of a cluster its cluster's targets.
 ``targets.manifest`` says what produced them (dataset, split, template hash, LLM, encoder, keys);

@@ -99,6 +99,20 @@ class SemanticTargets:
             raise ValueError(f"users {missing} have no semantic target (see has_target)")
         return self.labels[rows], self.interests[rows], self.interest_mask[rows]
 
+    def of_batch(
+        self, users: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The targets of a batch's rows that have one: ``index [n]`` (their positions in
+        ``users``), then ``labels [n, P]``, ``interests [n, J, d_t]`` and ``interest_mask [n, J]``.
+
+        One lookup and one host sync (the number of rows) per batch, which matters on a GPU where
+        most batches of ``semantic_scope: typical`` hold few or no such rows.
+        """
+        rows = self.target_row[users]
+        index = (rows >= 0).nonzero().squeeze(1)
+        rows = rows[index]
+        return index, self.labels[rows], self.interests[rows], self.interest_mask[rows]
+
     def tensors(self) -> Dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in TENSOR_NAMES}
 

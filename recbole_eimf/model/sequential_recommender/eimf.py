@@ -157,12 +157,10 @@ class EIMF(SequentialRecommender):
             return (rec_loss, zero, zero) + extra
 
         targets = self._semantic_targets()
-        users = interaction[self.USER_ID]
-        keep = targets.has_target[users]
-        if not keep.any():  # most batches of `typical` scope: nothing to add
+        index, labels, semantic, semantic_mask = targets.of_batch(interaction[self.USER_ID])
+        if index.numel() == 0:  # most batches of `typical` scope: nothing to add
             return (rec_loss, zero, zero) + extra
-        labels, semantic, semantic_mask = targets.of_users(users[keep])
-        projected = F.normalize(self.head(interests[keep]), dim=-1)
+        projected = F.normalize(self.head(interests[index]), dim=-1)
         sp_loss = ma_loss = zero
         if self.sp_weight > 0:
             sp_loss = self.sp_weight * self.semantic_prediction_loss(
