@@ -148,3 +148,19 @@ def test_trim_padding_gives_the_interests_of_the_full_padded_batch(name, ml100k)
 def test_trim_padding_must_be_a_bool(ml100k):
     with pytest.raises(ValueError, match="trim_padding"):
         build("ComiRecSA", ml100k, trim_padding="yes")
+
+
+def test_transmi_with_one_interest_is_sasrec(ml100k):
+    """`TransMI-K1` (one interest, the last position's) is RecBole's SASRec: with SASRec's weights
+    it gives SASRec's scores and loss, trimmed padding and all."""
+    _, _, train, _, _ = ml100k
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={**SMALL, "hidden_size": SMALL["embedding_size"]})
+    torch.manual_seed(0)
+    sasrec = get_model("SASRec")(config, train._dataset).eval()
+    transmi, _ = build("TransMI", ml100k, n_interests=1, include_last=True)
+    assert transmi.trim_padding
+    transmi.load_state_dict(sasrec.state_dict())  # the same parameter names, nothing left over
+    batch = first_batch(ml100k)
+    with torch.no_grad():
+        torch.testing.assert_close(transmi.full_sort_predict(batch), sasrec.full_sort_predict(batch))
+        torch.testing.assert_close(transmi.calculate_loss(batch), sasrec.calculate_loss(batch))
