@@ -18,7 +18,7 @@ K = 3
 CHEAPER = {"TransMI": {"n_layers": 1, "inner_size": 64}}
 OPTION_KEYS = [
     "sampled_softmax_negatives", "sampled_softmax_distribution", "logq_correction", "logq_correct_positive",
-    "hard_negative_beta", "routing_reg_weight", "embedding_dropout",
+    "hard_negative_beta", "routing_reg_weight", "embedding_dropout", "train_readout",
 ]
 
 
@@ -270,6 +270,56 @@ def test_eimf_gets_the_options_through_its_backbone(backbone, ml100k, batch, tmp
     assert len(eimf_plain.calculate_loss(batch)) == 3
 
 
+# ---------------------------------------------------------------------- max readout
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_max_readout_trains_on_the_scores_inference_ranks_by(name, ml100k, batch):
+    model = build(name, ml100k, train_readout="max").eval()  # eval: no dropout, same interests twice
+    with torch.no_grad():
+        model.item_embedding.weight.mul_(20)  # scores far from 0, as after training
+        loss = model.calculate_loss(batch)
+        ranked = model.full_sort_predict(batch)  # what the evaluator ranks the items by
+    torch.testing.assert_close(loss, F.cross_entropy(ranked, batch["item_id"]))
+    with torch.no_grad():
+        assert not torch.allclose(loss, full_softmax_of_hard_readout(model, batch))
+
+
+def test_max_readout_teaches_every_interest_target_readout_only_the_chosen_one(ml100k, batch):
+    model = build("ComiRecSA", ml100k).eval()
+    seq, seq_len = batch["item_id_list"], batch["item_length"]
+    touched = {}
+    for readout in ("target", "max"):
+        model.train_readout = readout
+        interests = model.user_interests(seq, seq_len).detach().requires_grad_(True)
+        model.recommendation_loss(batch, interests).backward()
+        touched[readout] = (interests.grad.abs().sum(-1) > 0).sum(1)  # interests with a gradient, per row
+    assert (touched["target"] == 1).all()
+    assert (touched["max"] > 1).float().mean() > 0.5
+
+
+def test_max_readout_with_one_interest_is_the_target_readout(ml100k, batch):
+    losses = []
+    for readout in ("target", "max"):
+        model = build("TransMI", ml100k, n_interests=1, train_readout=readout).eval()
+        with torch.no_grad():
+            losses.append(model.calculate_loss(batch))
+    torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_max_readout_scores_sampled_negatives_by_the_best_interest(ml100k, batch):
+    model = build("MIND", ml100k, train_readout="max", sampled_softmax_negatives=5, logq_correction=False).eval()
+    ids = [3, 7, 11, 40, 41]
+    fixed_negatives(model, ids)
+    with torch.no_grad():
+        loss = model.calculate_loss(batch)
+        interests = model.user_interests(batch["item_id_list"], batch["item_length"])
+        scores = torch.einsum("bkd,nd->bkn", interests, model.item_embedding.weight).amax(1)
+    pos, negs = batch["item_id"], torch.tensor(ids)
+    logits = torch.cat([scores.gather(1, pos.unsqueeze(1)), scores[:, negs].masked_fill(negs == pos.unsqueeze(1), float("-inf"))], 1)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, torch.zeros_like(pos)))
+
+
 # ---------------------------------------------------------------------- end to end and config
 
 
@@ -290,6 +340,8 @@ def few_batches(ml100k):
         ("ComiRecSA", {"sampled_softmax_negatives": 256, "sampled_softmax_distribution": "popularity",
                        "logq_correct_positive": True}),
         ("ComiRecSA", {"hard_negative_beta": 1.0}),
+        ("TransMI", {"train_readout": "max", "hard_negative_beta": 1.0}),
+        ("ComiRecDR", {"train_readout": "max", "sampled_softmax_negatives": 256}),
         ("MIND", {"routing_reg_weight": 1000.0}),
         ("ComiRecDR", {"embedding_dropout": 0.3, "weight_decay": 1e-4, "embedding_size": 16}),
     ],
@@ -328,6 +380,7 @@ def test_each_option_trains_with_recbole_trainer(name, options, ml100k, few_batc
         ("ComiRecSA", {"loss_type": "BPR", "sampled_softmax_negatives": 10}, "sampled_softmax_negatives"),
         ("TransMI", {"n_interests": 1, "routing_reg_weight": 1.0}, "routing_reg_weight"),
         ("EIMF", {"backbone": "MIND", "routing_reg_weight": -2}, "routing_reg_weight"),
+        ("ComiRecSA", {"train_readout": "mean"}, "train_readout"),
     ],
 )
 def test_bad_values_are_rejected_at_construction(name, overrides, key, ml100k):

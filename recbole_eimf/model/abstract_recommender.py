@@ -19,6 +19,7 @@ from recbole_eimf.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
+TRAIN_READOUTS = ("target", "max")
 
 
 def _number(value: Any) -> bool:
@@ -43,6 +44,12 @@ class MultiInterestRecommender(SequentialRecommender):
       cross-entropy (``loss_type: CE``) or against the sampled negative (``loss_type: BPR``);
     * inference: ``score(i) = max_k <v_k, e_i>``, which equals ComiRec's merge of per-interest
       top-N lists. Only the item sequence is read: the target never reaches inference.
+    * ``train_readout: max`` (off by default: ``target``, ComiRec's readout above) trains on the
+      score that inference ranks by: every item's logit is ``max_k <v_k, e_i>``, in the full
+      softmax, the sampled softmax and BPR alike. With the target readout only the chosen
+      interest meets the negatives, so the other interests are never taught to keep their scores
+      of wrong items low, yet at inference each of them can put items into the top N. The max
+      readout costs K inner products per item instead of one.
     * ``trim_padding`` (on by default): rows are grouped by length and each group is cut to its
       longest sequence before :meth:`multi_interest` (see :meth:`user_interests`).
 
@@ -146,6 +153,11 @@ class MultiInterestRecommender(SequentialRecommender):
                 if value:
                     raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
 
+        readout = _option(config, "train_readout", "target")
+        if readout not in TRAIN_READOUTS:
+            raise ConfigError(f"`train_readout` must be one of {', '.join(TRAIN_READOUTS)}, got {readout!r}")
+
+        self.train_readout: str = readout
         self.sampled_negatives: int = negatives
         self.sampling_distribution: str = distribution
         self.logq_correction: bool = flags["logq_correction"]
@@ -281,17 +293,35 @@ class MultiInterestRecommender(SequentialRecommender):
         best = affinity.argmax(dim=1)
         return interests[torch.arange(interests.size(0), device=interests.device), best]
 
+    @staticmethod
+    def row_scores(user: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        """Each row's score of its own item ``[B, d]`` -> ``[B]``. ``user`` is one vector per row
+        ``[B, d]``, or the interests ``[B, K, d]``, scored by the best of them (max readout)."""
+        if user.dim() == 2:
+            return (user * item_emb).sum(-1)
+        return torch.einsum("bkd,bd->bk", user, item_emb).max(dim=1).values
+
+    @staticmethod
+    def item_scores(user: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        """Every row's scores of items shared by the batch ``[N, d]`` -> ``[B, N]`` (``user`` as in
+        :meth:`row_scores`)."""
+        if user.dim() == 2:
+            return user @ item_emb.t()
+        return torch.einsum("bkd,nd->bkn", user, item_emb).amax(dim=1)
+
     def recommendation_loss(self, interaction, interests: torch.Tensor) -> torch.Tensor:
         """Next-item loss of ``interests`` (``[B, K, d]``) on the batch's target items."""
         pos_items = interaction[self.POS_ITEM_ID]
         pos_emb = self.item_embedding(pos_items)
-        user = self.hard_readout(interests, pos_emb)
+        # `target` readout: the one interest closest to the target; `max`: all K, each item scored
+        # by its best interest (as at inference).
+        user = interests if self.train_readout == "max" else self.hard_readout(interests, pos_emb)
         if self.loss_type == "BPR":
             neg_emb = self.item_embedding(interaction[self.NEG_ITEM_ID])
-            return self.loss_fct((user * pos_emb).sum(-1), (user * neg_emb).sum(-1))
+            return self.loss_fct(self.row_scores(user, pos_emb), self.row_scores(user, neg_emb))
         if self.sampled_negatives > 0:
             return self.sampled_softmax_loss(user, pos_items, pos_emb)
-        logits = user @ self.item_embedding.weight.t()
+        logits = self.item_scores(user, self.item_embedding.weight)
         if self.hard_negative_beta > 0:
             index = pos_items.unsqueeze(1)
             target = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, index, True)
@@ -300,11 +330,12 @@ class MultiInterestRecommender(SequentialRecommender):
         return self.loss_fct(logits, pos_items)
 
     def sampled_softmax_loss(self, user: torch.Tensor, pos_items: torch.Tensor, pos_emb: torch.Tensor) -> torch.Tensor:
-        """Softmax over each row's target and N negatives shared by the batch (logQ-corrected)."""
+        """Softmax over each row's target and N negatives shared by the batch (logQ-corrected);
+        ``user`` as in :meth:`row_scores`."""
         n = self.sampled_negatives
         negatives = self.sample_negatives(n, user.device)
-        pos_logit = (user * pos_emb).sum(-1)
-        neg_logits = user @ self.item_embedding(negatives).t()  # [B, N]
+        pos_logit = self.row_scores(user, pos_emb)
+        neg_logits = self.item_scores(user, self.item_embedding(negatives))  # [B, N]
         if self.logq_correction:
             log_expected = self.sampling_log_q + math.log(n)  # log(N q(j))
             neg_logits = neg_logits - log_expected[negatives]
