@@ -403,3 +403,29 @@ def test_a_worker_exits_soon_after_its_parent_is_killed(tmp_path):
         proc.kill()
         if _state(child) not in ("", "Z"):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_killed_run_fails_alone_and_the_others_finish(tmp_path):
+    """A `--jobs` run whose process dies (out-of-memory killer) is reported as failed; the runs
+    beside and after it still finish and report (before, the dead process hung the benchmark)."""
+    from parallel_targets import die_fail_or_answer
+
+    from recbole_eimf.benchmark.parallel import Job, WorkerDied, run_parallel
+
+    jobs = [
+        Job(model="M", seed=seed, dataset="d", config_files=(), overrides=(), checkpoint_dir=tmp_path,
+            defaults=(), log_file=tmp_path / f"M-seed{seed}.log", threads=1)
+        for seed in (1, 2, 3, 4)
+    ]
+    done = {}
+    run_parallel(jobs, 2, lambda job, record, error: done.setdefault(job.seed, (record, error)) is not None,
+                 target=die_fail_or_answer)
+    assert sorted(done) == [1, 2, 3, 4]
+    record, error = done[1]
+    assert record is None and isinstance(error, WorkerDied) and "SIGKILL" in str(error) and "M seed 1" in str(error)
+    record, error = done[2]
+    assert record is None and isinstance(error, ValueError) and "failed on purpose" in str(error)
+    for seed in (3, 4):
+        record, error = done[seed]
+        assert error is None and record["seed"] == seed and record["pid"] != os.getpid()
+    assert done[3][0]["pid"] != done[4][0]["pid"]  # a fresh process per run

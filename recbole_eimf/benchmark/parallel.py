@@ -5,11 +5,12 @@ around each batch keep one CPU core busy while the GPU waits. Running N (model, 
 side on one GPU, each in its own process with its share of the CPU cores, finishes a benchmark
 several times sooner. Results do not change: every run seeds itself as it would alone.
 
-Each run is a ``spawn``-ed process (no CUDA state is forked) that redirects its stdout and stderr,
-C-level output included, to ``<output_dir>/logs/<model>-seed<seed>.log``, and returns the run's
-record to the parent, which alone appends it to ``runs.jsonl`` and writes the reports. A worker
-whose parent is gone (killed by a signal, even SIGKILL) exits within a second instead of training
-on unseen.
+Each run is a fresh ``spawn``-ed process (no CUDA state is forked; all its memory, GPU memory
+included, goes back when it ends) that redirects its stdout and stderr, C-level output included,
+to ``<output_dir>/logs/<model>-seed<seed>.log``, and sends the run's record to the parent, which
+alone appends it to ``runs.jsonl`` and writes the reports. A run whose process dies (the
+out-of-memory killer) fails alone; the others go on. A worker whose parent is gone (killed by a
+signal, even SIGKILL) exits within a second instead of training on unseen.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -89,44 +90,93 @@ def _run_job(job: Job) -> Dict[str, Any]:
     )
 
 
+class WorkerDied(RuntimeError):
+    """A run's process ended without sending its result (killed by a signal, out of memory)."""
+
+
+def _exit_description(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ": out of memory, or killed by hand" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+def _worker(target: Callable[[Job], Dict[str, Any]], job: Job, conn: Connection) -> None:
+    """A run's process: ``target(job)``, then its record or its exception back to the parent."""
+    try:
+        message: Tuple[str, Any] = ("ok", target(job))
+    except BaseException as err:  # noqa: BLE001  (the parent reports it, as a sequential failure)
+        message = ("error", err)
+    try:
+        conn.send(message)
+    except Exception:  # noqa: BLE001  (an exception that does not pickle: send its text)
+        conn.send(("error", RuntimeError(f"{type(message[1]).__name__}: {message[1]}")))
+    conn.close()
+
+
 def run_parallel(
-    jobs: Sequence[Job], max_workers: int, on_done: Callable[[Job, Optional[Dict[str, Any]], Optional[BaseException]], bool]
+    jobs: Sequence[Job],
+    max_workers: int,
+    on_done: Callable[[Job, Optional[Dict[str, Any]], Optional[BaseException]], bool],
+    target: Callable[[Job], Dict[str, Any]] = _run_job,
 ) -> None:
     """Run ``jobs`` with at most ``max_workers`` processes, calling ``on_done`` in the parent.
 
     ``on_done(job, record, error)`` gets the finished run's record or its exception, in order of
-    completion; if it returns False no further job is started (the running ones finish).
+    completion; if it returns False no further job is started (the running ones finish). A run
+    whose process dies without a result (a signal, the out-of-memory killer) fails alone with
+    :class:`WorkerDied`; the others go on. If the parent is interrupted, the runs still going are
+    terminated. ``target`` is what each process runs (a module-level function: it is pickled).
     """
-    kwargs: Dict[str, Any] = {"max_workers": max_workers, "mp_context": multiprocessing.get_context("spawn")}
-    if sys.version_info >= (3, 11):
-        kwargs["max_tasks_per_child"] = 1  # a fresh process per run: all its memory (GPU too) goes back
+    context = multiprocessing.get_context("spawn")  # no CUDA state is forked
     queue: Iterator[Job] = iter(jobs)
-    running: Dict[Future, Job] = {}
+    running: Dict[Connection, Tuple[multiprocessing.process.BaseProcess, Job]] = {}  # by result pipe
     go_on = True
-    with ProcessPoolExecutor(**kwargs) as pool:
 
-        def submit_next() -> None:
-            job = next(queue, None)
-            if job is not None:
-                logger.info(f"started {job.model} seed {job.seed} (log: {job.log_file})")
-                running[pool.submit(_run_job, job)] = job
+    def start_next() -> None:
+        job = next(queue, None)
+        if job is None:
+            return
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=_worker, args=(target, job, writer), name=f"{job.model}-seed{job.seed}")
+        process.start()
+        writer.close()  # the child holds the only writer: the reader sees EOF once the child is gone
+        logger.info(f"started {job.model} seed {job.seed} (log: {job.log_file})")
+        running[reader] = (process, job)
 
+    try:
         for _ in range(max_workers):
-            submit_next()
+            start_next()
         while running:
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
+            for reader in wait(list(running)):
+                process, job = running.pop(reader)
                 try:
-                    record, error = future.result(), None
-                except BrokenProcessPool as err:  # a worker died (killed, out of memory): the pool is gone
-                    record, error = None, err
-                    go_on = False
-                except Exception as err:  # noqa: BLE001  (reported by on_done, like a sequential failure)
-                    record, error = None, err
+                    status, value = reader.recv()
+                except EOFError:
+                    status, value = "died", None
+                reader.close()
+                process.join()
+                if status == "ok":
+                    record, error = value, None
+                elif status == "error":
+                    record, error = None, value
+                else:
+                    record, error = None, WorkerDied(
+                        f"{job.model} seed {job.seed}: its process ended without a result "
+                        f"({_exit_description(process.exitcode)}); its log: {job.log_file}"
+                    )
                 go_on = on_done(job, record, error) and go_on
                 if go_on:
-                    submit_next()
+                    start_next()
+    finally:
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.join()
 
 
 def make_jobs(
