@@ -382,8 +382,7 @@ class MultiInterestRecommender(SequentialRecommender):
 
     def predict(self, interaction) -> torch.Tensor:
         interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        item_emb = self.item_embedding(interaction[self.ITEM_ID])
-        return torch.einsum("bkd,bd->bk", interests, item_emb).max(dim=1).values
+        return self.row_scores(interests, self.item_embedding(interaction[self.ITEM_ID]))
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
