@@ -386,3 +386,18 @@ def test_each_option_trains_with_recbole_trainer(name, options, ml100k, few_batc
 def test_bad_values_are_rejected_at_construction(name, overrides, key, ml100k):
     with pytest.raises(ConfigError, match=key):
         build(name, ml100k, **overrides)
+
+
+def test_max_readout_warns_when_its_logits_outgrow_memory(ml100k, caplog, monkeypatch):
+    import recbole_eimf.model.abstract_recommender as base
+
+    # ml-100k's [512, 3, 1683] logits are 10 MB: a 1 MB limit stands in for a large catalogue.
+    monkeypatch.setattr(base, "MAX_READOUT_WARN_BYTES", 1024**2)
+    with caplog.at_level("WARNING", logger=base.__name__):
+        build("ComiRecSA", ml100k, train_readout="max", train_batch_size=512)
+    assert "[512, 3, 1683]" in caplog.text and "`sampled_softmax_negatives`" in caplog.text
+    for quiet in ({"train_readout": "target"}, {"train_readout": "max", "sampled_softmax_negatives": 64}):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger=base.__name__):
+            build("ComiRecSA", ml100k, train_batch_size=512, **quiet)
+        assert "train_readout" not in caplog.text, quiet

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
 TRAIN_READOUTS = ("target", "max")
+# Above this size of one batch's [B, K, n_items] logits, `train_readout: max` over the full
+# softmax warns (the gradient and max()'s indices need as much again).
+MAX_READOUT_WARN_BYTES = 2 * 1024**3
 
 
 def _number(value: Any) -> bool:
@@ -123,6 +126,23 @@ class MultiInterestRecommender(SequentialRecommender):
         if self.sampled_negatives > 0:
             # Not persistent: rebuilt from the dataset, so checkpoints keep their keys.
             self.register_buffer("sampling_log_q", self._sampling_log_q(dataset), persistent=False)
+        self._warn_if_max_readout_is_large(config["train_batch_size"])
+
+    def _warn_if_max_readout_is_large(self, batch_size: Optional[int]) -> None:
+        """The max readout over the full softmax materialises ``[B, K, n_items]`` logits per
+        batch: say so before a large catalogue runs out of memory mid-epoch."""
+        if self.train_readout != "max" or self.sampled_negatives > 0 or self.loss_type != "CE":
+            return
+        if not isinstance(batch_size, int) or self.n_interests < 2:
+            return
+        size = batch_size * self.n_interests * self.n_items * 4
+        if size > MAX_READOUT_WARN_BYTES:
+            logger.warning(
+                f"`train_readout: max` with the full softmax holds [train_batch_size, n_interests, n_items] = "
+                f"[{batch_size}, {self.n_interests}, {self.n_items}] logits per training batch "
+                f"({size / 1024**3:.1f} GiB, and about as much again for their gradient): on this catalogue "
+                f"set `sampled_softmax_negatives` (e.g. 4096), or lower `train_batch_size`"
+            )
 
     # ------------------------------------------------------------------ training options
     def _read_training_options(self, config) -> None:
