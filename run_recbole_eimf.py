@@ -2,6 +2,8 @@
 
     python run_recbole_eimf.py --model=ComiRecSA --dataset=ml-100k --epochs=1
     python run_recbole_eimf.py --model=ComiRecSA --params_file=props/hyper/comirec.hyper   # tuning
+    python run_recbole_eimf.py --model=TransMI --dataset=amazon-beauty --params_file=props/hyper/transmi.hyper \
+        --algo=random --max_evals=20 --tuned_dir=props/tuned   # tuning into the tuned defaults
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
@@ -21,6 +23,9 @@ if __name__ == "__main__":
     parser.add_argument("--params_file", type=str, default=None, help="hyper-parameter space (RecBole format): tune")
     parser.add_argument("--algo", type=str, default="exhaustive", help="tuning: exhaustive, random or bayes")
     parser.add_argument("--max_evals", type=int, default=100, help="tuning: most trials (random, bayes)")
+    parser.add_argument("--tuned_dir", type=str, default=None,
+                        help="tuning: also write the best parameters as the model's tuned defaults "
+                             "(<tuned_dir>/<dataset>/<model>.yaml; props/tuned is what runs load)")
     parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
                         help="train (default), or esim: run ESIM preprocessing alone")
     parser.add_argument("--dry_run", type=str, default=None,
@@ -45,12 +50,14 @@ if __name__ == "__main__":
         try:
             tuned = run_hyper(
                 args.model, args.dataset, args.params_file, config_file_list=config_file_list,
-                algo=args.algo, max_evals=args.max_evals,
+                algo=args.algo, max_evals=args.max_evals, tuned_dir=args.tuned_dir,
             )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")
         print(f"\nbest of {len(tuned['trials'])} trials: {tuned['best']['params']}")
         print(f"{format_results(tuned['best'])}\n\ntrials and best.yaml in {tuned['output_dir']}")
+        if "tuned_file" in tuned:
+            print(f"tuned defaults: {tuned['tuned_file']}")
         sys.exit(0)
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)

@@ -6,8 +6,13 @@ Load order (later wins), identical to RecBole's own for everything RecBole loads
 2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol),
    ``recbole_eimf/properties/esim.yaml`` (ESIM preprocessing defaults, used by any model that
    asks for semantic targets), the yaml of the model's ``backbone`` if it wraps one (EIMF),
-   the plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``) and
-   ``props/dataset/<dataset>.yaml``;
+   the plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``),
+   ``props/dataset/<dataset>.yaml``, then the **tuned defaults** of the model on that dataset:
+   ``props/tuned/<dataset>/<Model>.yaml`` (any model, RecBole's included), or for a model that
+   wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
+   These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
+   search space and the trials that chose them; the files loaded are listed in the config as
+   ``tuned_defaults_files``;
 3. user config files, then ``config_dict``, then ``--key=value`` on the command line.
 
 So ``model: ComiRecSA`` and ``model: SASRec`` both resolve, and anything a user writes overrides
@@ -26,7 +31,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
-from recbole_eimf.utils import get_model, model_properties_dir, props_dir
+from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
 
 
 def command_line_value(value: Any) -> Any:
@@ -90,12 +95,17 @@ class Config(RecBoleConfig):
         self.internal_config_dict["show_progress"] = sys.stderr.isatty()
         dataset_file = props_dir() / "dataset" / f"{dataset}.yaml"
         model_file = model_properties_dir() / f"{model}.yaml"
+        backbone = self._backbone(model_file)
+        backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
+        tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in (backbone, tuned_name(model, backbone)) if name]
+        tuned = [path for path in tuned if path.is_file()]
         for path in (
             props_dir() / "overall.yaml",
             model_properties_dir().parent / "esim.yaml",
-            self._backbone_file(model_file),
+            backbone_file,
             model_file,
             dataset_file,
+            *tuned,
         ):
             if path is not None and path.is_file():
                 loaded = self._update_internal_config_dict(str(path)) or {}
@@ -103,11 +113,13 @@ class Config(RecBoleConfig):
                     self.parameters["Dataset"] += [
                         key for key in loaded if key not in self.parameters["Dataset"]
                     ]
+        # Which tuned defaults apply is part of a run's settings: logged with the config.
+        self.internal_config_dict["tuned_defaults_files"] = [str(path) for path in tuned]
 
-    def _backbone_file(self, model_file: Path) -> Optional[Path]:
-        """Defaults of the backbone a wrapper model names (``backbone:`` from the user or its yaml)."""
+    def _backbone(self, model_file: Path) -> Optional[str]:
+        """The backbone a wrapper model names (``backbone:`` from the user or its yaml), else None."""
         backbone = self.external_config_dict.get("backbone")
         if backbone is None and model_file.is_file():
             with open(model_file, encoding="utf-8") as f:
                 backbone = (yaml.load(f.read(), Loader=self.yaml_loader) or {}).get("backbone")
-        return model_properties_dir() / f"{backbone}.yaml" if isinstance(backbone, str) else None
+        return backbone if isinstance(backbone, str) else None

@@ -6,7 +6,7 @@ import importlib
 import importlib.resources
 import importlib.util
 from pathlib import Path
-from typing import Type
+from typing import Optional, Type
 
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -69,6 +69,17 @@ def get_trainer(model_type, model_name: str) -> Type:
 def props_dir() -> Path:
     """The folder holding the plugin's experiment defaults (``props/`` of the repository)."""
     return Path(str(importlib.resources.files("recbole_eimf.props")))
+
+
+def tuned_dir() -> Path:
+    """The folder of tuned defaults, ``props/tuned/<dataset>/<name>.yaml`` (see :mod:`recbole_eimf.config`)."""
+    return props_dir() / "tuned"
+
+
+def tuned_name(model: str, backbone: Optional[str] = None) -> str:
+    """The file name (without ``.yaml``) of a model's tuned defaults: ``ComiRecSA``, or for a
+    model that wraps a backbone ``EIMF-TransMI`` (its tuned weights depend on the backbone)."""
+    return f"{model}-{backbone}" if backbone else model
 
 
 def model_properties_dir() -> Path:

@@ -71,3 +71,33 @@ def test_unknown_model_names_itself_and_the_choices():
         Config(model="ComiRecXY", dataset="ml-100k")
     message = str(info.value)
     assert "ComiRecXY" in message and "ComiRecSA" in message and "MIND" in message
+
+
+def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_path, monkeypatch):
+    import recbole_eimf.config as config_module
+
+    monkeypatch.setattr(config_module, "tuned_dir", lambda: tmp_path)
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "ComiRecSA.yaml").write_text("n_interests: 7\nlearning_rate: 0.003\n")
+    (tmp_path / "ml-100k" / "EIMF-ComiRecSA.yaml").write_text("sp_weight: 0.9\n")
+    (tmp_path / "ml-100k" / "SASRec.yaml").write_text("hidden_dropout_prob: 0.2\n")
+
+    config = Config(model="ComiRecSA", dataset="ml-100k")
+    assert (config["n_interests"], config["learning_rate"]) == (7, 0.003)  # over the model's own yaml (4)
+    assert config["tuned_defaults_files"] == [str(tmp_path / "ml-100k" / "ComiRecSA.yaml")]
+    assert Config(model="SASRec", dataset="ml-100k")["hidden_dropout_prob"] == 0.2  # RecBole's models too
+
+    # a wrapper: its backbone's tuned file, then its own for that backbone
+    eimf = Config(model="EIMF", dataset="ml-100k")
+    assert (eimf["n_interests"], eimf["sp_weight"]) == (7, 0.9)
+    # another backbone: neither file applies
+    other = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
+    assert (other["n_interests"], other["sp_weight"]) == (4, 0.5) and other["tuned_defaults_files"] == []
+
+    assert Config(model="ComiRecSA", dataset="ml-100k", config_dict={"n_interests": 5})["n_interests"] == 5
+    user_yaml = tmp_path / "mine.yaml"
+    user_yaml.write_text("learning_rate: 0.01\n")
+    assert Config(model="ComiRecSA", dataset="ml-100k", config_file_list=[str(user_yaml)])["learning_rate"] == 0.01
+    (tmp_path / "amazon-beauty").mkdir()
+    (tmp_path / "amazon-beauty" / "ComiRecSA.yaml").write_text("n_interests: 2\n")
+    assert Config(model="ComiRecSA", dataset="ml-100k")["n_interests"] == 7  # only the run's dataset
