@@ -238,6 +238,25 @@ def test_instrumented_trainer_and_best_epoch():
     assert best_epoch(curve, bigger=False) == 0
 
 
+def test_runs_record_their_tuned_defaults_and_a_new_search_is_not_mixed_in(workdir, monkeypatch):
+    import recbole_eimf.config as config_module
+
+    tuned = workdir / "tuned"
+    (tuned / "ml-100k").mkdir(parents=True)
+    tuned_file = tuned / "ml-100k" / "ComiRecSA.yaml"
+    tuned_file.write_text("n_interests: 2\n")
+    monkeypatch.setattr(config_module, "tuned_dir", lambda: tuned)
+    out = workdir / "bench"
+    run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    (record,) = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert record["tuned_defaults_files"] == [str(tuned_file)]
+    assert record["params"] > 0
+
+    tuned_file.write_text("n_interests: 3\n")  # a new search replaced the defaults
+    with pytest.raises(BenchmarkSetupError, match=r"tuned defaults \(props/tuned\) differ"):
+        run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+
+
 def test_config_priority_shared_then_model_files_then_overrides(workdir):
     from recbole_eimf.benchmark.runner import build_config, model_config_files
 

@@ -119,9 +119,12 @@ def model_class_name(label: str, files: Sequence[Path]) -> str:
     return name
 
 
-def run_settings(dataset: str, overrides: Mapping[str, Any], files: Sequence[Path]) -> Dict[str, Any]:
-    """What must match for a finished run to count as done on a rerun."""
-    return {
+def run_settings(
+    dataset: str, overrides: Mapping[str, Any], files: Sequence[Path], tuned: Sequence[Path] = ()
+) -> Dict[str, Any]:
+    """What must match for a finished run to count as done on a rerun. ``tuned``: the tuned
+    defaults the model loads (``props/tuned``), which a new search may have replaced."""
+    settings = {
         "dataset": dataset,
         "overrides": {
             key: command_line_value(value)  # "1" and 1 are the same override
@@ -131,6 +134,9 @@ def run_settings(dataset: str, overrides: Mapping[str, Any], files: Sequence[Pat
         # Contents, not paths: the same yaml copied elsewhere is the same setting.
         "config_sha256": [_file_digest(path) for path in files],
     }
+    if tuned:  # only then, so that folders from before tuned defaults still resume
+        settings["tuned_sha256"] = [_file_digest(path) for path in tuned]
+    return settings
 
 
 def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -143,6 +149,8 @@ def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             parts.append(f"{key}: {old_o.get(key, '<unset>')} -> {new_o.get(key, '<unset>')}")
     if old.get("config_sha256") != new.get("config_sha256"):
         parts.append("config file contents differ")
+    if old.get("tuned_sha256") != new.get("tuned_sha256"):
+        parts.append("tuned defaults (props/tuned) differ")
     return ", ".join(parts) or "settings differ"
 
 
@@ -201,6 +209,12 @@ def build_config(
     return config
 
 
+def _tuned_files(model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any]) -> List[Path]:
+    """The tuned-defaults files a model's runs load (the Config decides; nothing is trained)."""
+    config = build_config(model_name, dataset, 0, files, overrides, Path("."))
+    return [Path(path) for path in config["tuned_defaults_files"] or []]
+
+
 def run_one(
     model_name: str,
     dataset_name: str,
@@ -254,6 +268,7 @@ def run_one(
         "device": str(config["device"]),
         "device_name": _device_name(config["device"]),
         "params": int(n_params),
+        "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
         "best_epoch": best_epoch(valid_records, bool(config["valid_metric_bigger"])),
         "train_sec_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
@@ -383,7 +398,10 @@ def run_benchmark(
     # with an LLM, paid for) once.
     esim_defaults = {"esim_cache_dir": str(output_dir / ESIM_DIR), "esim_seed": seeds[0]}
     files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
-    settings_per_model = {m: run_settings(dataset, overrides, files_per_model[m]) for m in models}
+    settings_per_model = {
+        m: run_settings(dataset, overrides, files_per_model[m], _tuned_files(m, dataset, files_per_model[m], overrides))
+        for m in models
+    }
 
     store = RunStore(output_dir / RUNS_FILE)
     records = store.load()
