@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recbole_eimf.quick_start import load_data_and_model
 from recbole_eimf.utils import get_trainer
@@ -63,11 +64,15 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     (tmp_path / "space.hyper").write_text("learning_rate choice [0.001,0.01]\n")
     proc = run_cli(
         "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=1",
-        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", cwd=tmp_path,
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--tuned_dir=tuned", cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best of 2 trials" in proc.stdout
-    assert (tmp_path / "hyper" / "ComiRecSA-ml-100k" / "best.yaml").is_file()
+    best = tmp_path / "hyper" / "ComiRecSA-ml-100k" / "best.yaml"
+    tuned = tmp_path / "tuned" / "ml-100k" / "ComiRecSA.yaml"
+    assert f"tuned defaults: {Path('tuned') / 'ml-100k' / 'ComiRecSA.yaml'}" in proc.stdout
+    assert yaml.safe_load(tuned.read_text()) == yaml.safe_load(best.read_text())
+    assert (tmp_path / "tuned" / "ml-100k" / "ComiRecSA.hyper").read_text() == (tmp_path / "space.hyper").read_text()
     assert len(parse_table(proc.stdout)) == 9
 
 
