@@ -12,7 +12,7 @@ Load order (later wins), identical to RecBole's own for everything RecBole loads
    wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
    These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
    search space and the trials that chose them; the files loaded are listed in the config as
-   ``tuned_defaults_files``;
+   ``plugin_defaults_files`` (all but the tuned ones) and ``tuned_defaults_files``;
 3. user config files, then ``config_dict``, then ``--key=value`` on the command line.
 
 So ``model: ComiRecSA`` and ``model: SASRec`` both resolve, and anything a user writes overrides
@@ -99,6 +99,7 @@ class Config(RecBoleConfig):
         backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
         tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in (backbone, tuned_name(model, backbone)) if name]
         tuned = [path for path in tuned if path.is_file()]
+        defaults = []
         for path in (
             props_dir() / "overall.yaml",
             model_properties_dir().parent / "esim.yaml",
@@ -108,12 +109,16 @@ class Config(RecBoleConfig):
             *tuned,
         ):
             if path is not None and path.is_file():
+                if path not in tuned:
+                    defaults.append(path)
                 loaded = self._update_internal_config_dict(str(path)) or {}
                 if path == dataset_file:
                     self.parameters["Dataset"] += [
                         key for key in loaded if key not in self.parameters["Dataset"]
                     ]
-        # Which tuned defaults apply is part of a run's settings: logged with the config.
+        # Which defaults applied is part of a run's settings (the benchmark's resume check hashes
+        # them): logged with the config.
+        self.internal_config_dict["plugin_defaults_files"] = [str(path) for path in defaults]
         self.internal_config_dict["tuned_defaults_files"] = [str(path) for path in tuned]
 
     def _backbone(self, model_file: Path) -> Optional[str]:

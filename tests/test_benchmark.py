@@ -238,7 +238,7 @@ def test_instrumented_trainer_and_best_epoch():
     assert best_epoch(curve, bigger=False) == 0
 
 
-def test_runs_record_their_tuned_defaults_and_a_new_search_is_not_mixed_in(workdir, monkeypatch):
+def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdir, monkeypatch):
     import recbole_eimf.config as config_module
 
     tuned = workdir / "tuned"
@@ -255,6 +255,26 @@ def test_runs_record_their_tuned_defaults_and_a_new_search_is_not_mixed_in(workd
     tuned_file.write_text("n_interests: 3\n")  # a new search replaced the defaults
     with pytest.raises(BenchmarkSetupError, match=r"tuned defaults \(props/tuned\) differ"):
         run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    tuned_file.write_text("n_interests: 2\n")
+
+    # A changed default of the plugin's own model yaml makes the finished run stale too.
+    import shutil
+
+    from recbole_eimf.utils import model_properties_dir
+
+    properties = workdir / "properties"
+    shutil.copytree(model_properties_dir().parent, properties)
+    monkeypatch.setattr(config_module, "model_properties_dir", lambda: properties / "model")
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)  # same contents
+    with open(properties / "model" / "ComiRecSA.yaml", "a") as f:
+        f.write("train_readout: max\n")
+    with pytest.raises(BenchmarkSetupError, match=r"plugin's default yaml .* differ"):
+        run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    # Runs recorded before the defaults were hashed still resume.
+    record["settings"].pop("defaults_sha256")
+    (out / "runs.jsonl").write_text(json.dumps(record) + "\n")
+    run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
 
 
 def test_config_priority_shared_then_model_files_then_overrides(workdir):

@@ -1,6 +1,7 @@
 """Model resolution and the order in which defaults and overrides apply."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,16 @@ def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_pat
     # another backbone: neither file applies
     other = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
     assert (other["n_interests"], other["sp_weight"]) == (4, 0.5) and other["tuned_defaults_files"] == []
+    # the plugin's own yaml it loaded, in load order (the benchmark hashes them)
+    from recbole_eimf.utils import model_properties_dir, props_dir
+
+    assert [Path(p) for p in other["plugin_defaults_files"]] == [
+        props_dir() / "overall.yaml",
+        model_properties_dir().parent / "esim.yaml",
+        model_properties_dir() / "MIND.yaml",
+        model_properties_dir() / "EIMF.yaml",
+        props_dir() / "dataset" / "ml-100k.yaml",
+    ]
 
     assert Config(model="ComiRecSA", dataset="ml-100k", config_dict={"n_interests": 5})["n_interests"] == 5
     user_yaml = tmp_path / "mine.yaml"

@@ -120,10 +120,15 @@ def model_class_name(label: str, files: Sequence[Path]) -> str:
 
 
 def run_settings(
-    dataset: str, overrides: Mapping[str, Any], files: Sequence[Path], tuned: Sequence[Path] = ()
+    dataset: str,
+    overrides: Mapping[str, Any],
+    files: Sequence[Path],
+    tuned: Sequence[Path] = (),
+    defaults: Sequence[Path] = (),
 ) -> Dict[str, Any]:
     """What must match for a finished run to count as done on a rerun. ``tuned``: the tuned
-    defaults the model loads (``props/tuned``), which a new search may have replaced."""
+    defaults the model loads (``props/tuned``), which a new search may have replaced;
+    ``defaults``: the plugin's own yaml it loads (protocol, model and dataset defaults)."""
     settings = {
         "dataset": dataset,
         "overrides": {
@@ -136,7 +141,17 @@ def run_settings(
     }
     if tuned:  # only then, so that folders from before tuned defaults still resume
         settings["tuned_sha256"] = [_file_digest(path) for path in tuned]
+    if defaults:
+        settings["defaults_sha256"] = [_file_digest(path) for path in defaults]
     return settings
+
+
+def same_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a finished run's settings match a rerun's. Runs recorded before the plugin's own
+    yaml was hashed (no ``defaults_sha256``) are compared on the rest."""
+    if "defaults_sha256" not in old:
+        new = {key: value for key, value in new.items() if key != "defaults_sha256"}
+    return dict(old) == dict(new)
 
 
 def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -151,6 +166,8 @@ def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
         parts.append("config file contents differ")
     if old.get("tuned_sha256") != new.get("tuned_sha256"):
         parts.append("tuned defaults (props/tuned) differ")
+    if "defaults_sha256" in old and old.get("defaults_sha256") != new.get("defaults_sha256"):
+        parts.append("the plugin's default yaml (props/overall.yaml, props/dataset, model defaults) differ")
     return ", ".join(parts) or "settings differ"
 
 
@@ -209,10 +226,18 @@ def build_config(
     return config
 
 
-def _tuned_files(model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any]) -> List[Path]:
-    """The tuned-defaults files a model's runs load (the Config decides; nothing is trained)."""
+def _model_settings(
+    model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any]
+) -> Dict[str, Any]:
+    """A model's run settings, with the default and tuned yaml its Config loads (nothing is trained)."""
     config = build_config(model_name, dataset, 0, files, overrides, Path("."))
-    return [Path(path) for path in config["tuned_defaults_files"] or []]
+    return run_settings(
+        dataset,
+        overrides,
+        files,
+        tuned=[Path(path) for path in config["tuned_defaults_files"] or []],
+        defaults=[Path(path) for path in config["plugin_defaults_files"] or []],
+    )
 
 
 def run_one(
@@ -399,8 +424,7 @@ def run_benchmark(
     esim_defaults = {"esim_cache_dir": str(output_dir / ESIM_DIR), "esim_seed": seeds[0]}
     files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
     settings_per_model = {
-        m: run_settings(dataset, overrides, files_per_model[m], _tuned_files(m, dataset, files_per_model[m], overrides))
-        for m in models
+        m: _model_settings(m, dataset, files_per_model[m], overrides) for m in models
     }
 
     store = RunStore(output_dir / RUNS_FILE)
@@ -409,7 +433,7 @@ def run_benchmark(
     for model in models:
         for seed in seeds:
             old = records.get(run_key(model, seed))
-            if old is not None and old.get("settings") != settings_per_model[model]:
+            if old is not None and not same_settings(old.get("settings") or {}, settings_per_model[model]):
                 conflicts.append(
                     f"  {model} seed {seed}: {_settings_diff(old.get('settings') or {}, settings_per_model[model])}"
                 )
