@@ -99,23 +99,18 @@ class Config(RecBoleConfig):
         backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
         tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in (backbone, tuned_name(model, backbone)) if name]
         tuned = [path for path in tuned if path.is_file()]
-        defaults = []
-        for path in (
+        candidates = (
             props_dir() / "overall.yaml",
             model_properties_dir().parent / "esim.yaml",
             backbone_file,
             model_file,
             dataset_file,
-            *tuned,
-        ):
-            if path is not None and path.is_file():
-                if path not in tuned:
-                    defaults.append(path)
-                loaded = self._update_internal_config_dict(str(path)) or {}
-                if path == dataset_file:
-                    self.parameters["Dataset"] += [
-                        key for key in loaded if key not in self.parameters["Dataset"]
-                    ]
+        )
+        defaults = [path for path in candidates if path is not None and path.is_file()]
+        for path in (*defaults, *tuned):
+            loaded = self._update_internal_config_dict(str(path)) or {}
+            if path == dataset_file:
+                self.parameters["Dataset"] += [key for key in loaded if key not in self.parameters["Dataset"]]
         # Which defaults applied is part of a run's settings (the benchmark's resume check hashes
         # them): logged with the config.
         self.internal_config_dict["plugin_defaults_files"] = [str(path) for path in defaults]

@@ -432,11 +432,10 @@ def run_benchmark(
     conflicts = []
     for model in models:
         for seed in seeds:
-            old = records.get(run_key(model, seed))
-            if old is not None and not same_settings(old.get("settings") or {}, settings_per_model[model]):
-                conflicts.append(
-                    f"  {model} seed {seed}: {_settings_diff(old.get('settings') or {}, settings_per_model[model])}"
-                )
+            record = records.get(run_key(model, seed))
+            old, new = (record or {}).get("settings") or {}, settings_per_model[model]
+            if record is not None and not same_settings(old, new):
+                conflicts.append(f"  {model} seed {seed}: {_settings_diff(old, new)}")
     if conflicts:
         raise BenchmarkSetupError(
             f"{output_dir / RUNS_FILE} holds finished runs made with other settings:\n"
