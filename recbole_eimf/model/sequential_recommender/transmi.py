@@ -33,6 +33,10 @@ class TransMI(MultiInterestRecommender):
     ``softmax_positions((W_2 tanh(W_1 H^T))^T) H``, padding masked. Scoring by the max over
     interests therefore contains SASRec's score as one candidate.
 
+    It trains with ``train_readout: max`` by default (every item's logit is its best interest's,
+    the score inference ranks by): with ComiRec's target readout the pooled interests never meet
+    the negatives, and on amazon-beauty TransMI then trails SASRec (docs/BENCHMARKS.md section 10).
+
     The routing regulariser (``routing_reg_weight``) acts on the pooling attention, so it needs
     at least one pooled interest. ``embedding_dropout`` does not apply: ``hidden_dropout_prob``
     already drops the input embeddings.
