@@ -95,6 +95,37 @@ def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k
     assert sp0.item() == 0.0 and ma0.item() == 0.0
 
 
+def test_aux_decay_lowers_the_weights_epoch_by_epoch_to_zero(ml100k, tmp_path):
+    train = ml100k[2]
+    model = get_model("EIMF")(eimf_config(tmp_path / "esim", aux_decay_epochs=2), train._dataset).train()
+    assert model.steps_per_epoch == len(list(train))  # the batches RecBole's loader serves per epoch
+    batch = next(iter(train))
+
+    def losses_at(step):
+        model.training_steps = step
+        torch.manual_seed(0)  # the same dropout draws at every step
+        return model.calculate_loss(batch)
+
+    rec, sp, ma = losses_at(0)
+    assert sp > 0 and ma > 0 and model.training_steps == 1
+    rec_1, sp_1, ma_1 = losses_at(model.steps_per_epoch - 1)  # still epoch 0
+    assert torch.equal(sp_1, sp) and torch.equal(ma_1, ma)
+    rec_2, sp_2, ma_2 = losses_at(model.steps_per_epoch)  # epoch 1: half the weights
+    assert torch.allclose(sp_2, 0.5 * sp) and torch.allclose(ma_2, 0.5 * ma) and torch.equal(rec_2, rec)
+    rec_3, sp_3, ma_3 = losses_at(2 * model.steps_per_epoch)  # epoch 2: the backbone's loss alone
+    assert sp_3.item() == 0.0 and ma_3.item() == 0.0 and torch.equal(rec_3, rec)
+
+    # Scoring and evaluation do not advance the schedule.
+    model.eval()
+    model.training_steps = 0
+    with torch.no_grad():
+        model.calculate_loss(batch)
+    assert model.training_steps == 0
+
+    with pytest.raises(ConfigError, match="aux_decay_epochs"):
+        get_model("EIMF")(eimf_config(tmp_path / "esim", aux_decay_epochs=-1), train._dataset)
+
+
 def test_alignment_does_not_contrast_rows_that_share_a_semantic_target(ml100k, tmp_path):
     """Prefixes of one user's sequence share its semantic target: InfoNCE must not treat them as
     negatives of each other: two rows of one user contrast with nothing, two users do."""

@@ -13,6 +13,7 @@ This project's concrete design of the paper's abstract: ../shared/EIMF-METHOD.md
 from __future__ import annotations
 
 import logging
+import math
 from typing import Optional
 
 import torch
@@ -42,6 +43,12 @@ class EIMF(SequentialRecommender):
       between user-level pooled projections and pooled semantic vectors across the batch
       (``ma_temperature``).
 
+    ``aux_decay_epochs`` (0: off) lowers both weights linearly over training: epoch ``e`` (0-based)
+    uses ``max(0, 1 - e / aux_decay_epochs)`` of them, so the semantics guide the first epochs
+    and the backbone's own loss alone finishes training. Epochs are counted in training batches
+    (``ceil(rows / train_batch_size)`` per epoch, as RecBole's loader serves them); a training
+    resumed from a checkpoint starts the decay again.
+
     ``calculate_loss`` returns ``(L_rec, sp_weight * L_sp, ma_weight * L_ma)`` so RecBole's
     trainer logs each part, followed by the backbone's own extra parts (``routing_reg_weight *
     L_routing`` when the backbone's routing regulariser is on). ``predict`` and
@@ -61,6 +68,9 @@ class EIMF(SequentialRecommender):
         for key in ("sp_weight", "ma_weight"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ConfigError(f"`{key}` must be a number >= 0, got {config[key]!r}")
+        decay = config["aux_decay_epochs"] if config["aux_decay_epochs"] is not None else 0
+        if not isinstance(decay, int) or isinstance(decay, bool) or decay < 0:
+            raise ConfigError(f"`aux_decay_epochs` must be an integer >= 0 (0: constant weights), got {decay!r}")
         for key in ("sp_temperature", "ma_temperature"):
             if not isinstance(config[key], (int, float)) or config[key] <= 0:
                 raise ConfigError(f"`{key}` must be a number > 0, got {config[key]!r}")
@@ -72,6 +82,10 @@ class EIMF(SequentialRecommender):
         self.ma_weight = float(config["ma_weight"])
         self.sp_temperature = float(config["sp_temperature"])
         self.ma_temperature = float(config["ma_temperature"])
+        self.aux_decay_epochs = decay
+        # RecBole's trainer does not tell the model its epoch: count the training batches instead.
+        self.steps_per_epoch = max(1, math.ceil(len(dataset) / int(config["train_batch_size"])))
+        self.training_steps = 0
 
         self.backbone: MultiInterestRecommender = get_model(name)(config, dataset)
         self._targets = None
@@ -122,6 +136,13 @@ class EIMF(SequentialRecommender):
             torch.manual_seed(self.config["seed"])
             self.head = nn.Linear(self.backbone.embedding_size, semantic_dim)
 
+    def aux_scale(self) -> float:
+        """The share of ``sp_weight`` and ``ma_weight`` that applies at the current training epoch."""
+        if self.aux_decay_epochs == 0:
+            return 1.0
+        epoch = self.training_steps // self.steps_per_epoch
+        return max(0.0, 1.0 - epoch / self.aux_decay_epochs)
+
     def semantic_prediction_loss(self, projected: torch.Tensor, labels: torch.Tensor, concepts: torch.Tensor):
         """``projected`` [B, K, d_t] (normalised), ``labels`` [B, P], ``concepts`` [P, d_t] (normalised)."""
         logits = torch.einsum("bkt,pt->bkp", projected, concepts).max(dim=1).values / self.sp_temperature
@@ -153,7 +174,10 @@ class EIMF(SequentialRecommender):
         interests, backbone_losses = self.backbone.interests_and_losses(interaction)
         rec_loss, extra = backbone_losses[0], tuple(backbone_losses[1:])
         zero = rec_loss.new_zeros(())
-        if self.sp_weight == 0 and self.ma_weight == 0:
+        scale = self.aux_scale()
+        if self.training:
+            self.training_steps += 1
+        if (self.sp_weight == 0 and self.ma_weight == 0) or scale == 0.0:
             return (rec_loss, zero, zero) + extra
 
         targets = self._semantic_targets()
@@ -163,11 +187,11 @@ class EIMF(SequentialRecommender):
         projected = F.normalize(self.head(interests[index]), dim=-1)
         sp_loss = ma_loss = zero
         if self.sp_weight > 0:
-            sp_loss = self.sp_weight * self.semantic_prediction_loss(
+            sp_loss = scale * self.sp_weight * self.semantic_prediction_loss(
                 projected, labels, F.normalize(targets.concepts, dim=-1)
             )
         if self.ma_weight > 0:
-            ma_loss = self.ma_weight * self.modality_alignment_loss(
+            ma_loss = scale * self.ma_weight * self.modality_alignment_loss(
                 projected, F.normalize(semantic, dim=-1), semantic_mask
             )
         return (rec_loss, sp_loss, ma_loss) + extra
