@@ -97,8 +97,18 @@ def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k
 
 def test_aux_decay_lowers_the_weights_epoch_by_epoch_to_zero(ml100k, tmp_path):
     train = ml100k[2]
+    # This test iterates the shared loader: restore its shuffle state afterwards, so that later
+    # tests see the batches they would see without it.
+    state = train.generator.get_state()
+    try:
+        _check_aux_decay(train, tmp_path)
+    finally:
+        train.generator.set_state(state)
+
+
+def _check_aux_decay(train, tmp_path):
     model = get_model("EIMF")(eimf_config(tmp_path / "esim", aux_decay_epochs=2), train._dataset).train()
-    assert model.steps_per_epoch == len(list(train))  # the batches RecBole's loader serves per epoch
+    assert model.steps_per_epoch == sum(1 for _ in train)  # the batches RecBole's loader serves per epoch
     batch = next(iter(train))
 
     def losses_at(step):
