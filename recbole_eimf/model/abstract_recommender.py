@@ -49,10 +49,10 @@ class MultiInterestRecommender(SequentialRecommender):
       top-N lists. Only the item sequence is read: the target never reaches inference.
     * ``train_readout: max`` (the default of TransMI; the ComiRec family and MIND default to
       ``target``, ComiRec's readout above) trains on the score that inference ranks by: every
-      item's logit is ``max_k <v_k, e_i>``, in the full softmax, the sampled softmax and BPR alike. With the target readout only the chosen
-      interest meets the negatives, so the other interests are never taught to keep their scores
-      of wrong items low, yet at inference each of them can put items into the top N. The max
-      readout costs K inner products per item instead of one.
+      item's logit is ``max_k <v_k, e_i>``, in the full softmax, the sampled softmax and BPR alike.
+      With the target readout only the chosen interest meets the negatives, so the other interests
+      are never taught to keep their scores of wrong items low, yet at inference each of them can
+      put items into the top N. The max readout costs K inner products per item instead of one.
     * ``trim_padding`` (on by default): rows are grouped by length and each group is cut to its
       longest sequence before :meth:`multi_interest` (see :meth:`user_interests`).
 
