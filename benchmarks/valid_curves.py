@@ -4,7 +4,7 @@
         --variants="relu_layer=True;relu_layer=False" [--key=value ...]
 
 Each variant (``;``-separated, each a ``,``-separated list of ``key=value``; empty: the defaults)
-trains from the same seed on the same data for ``--epochs`` epochs with no early stop, and the
+trains from the same seed on the same data, in the same batch order, for ``--epochs`` epochs with no early stop, and the
 curve is printed as a markdown table. Other ``--key=value`` options apply to every variant (e.g.
 ``--data_path=../shared/data --MAX_ITEM_LIST_LENGTH=10``). ``Pop`` is always measured as a floor.
 Used for the MIND section of docs/BENCHMARKS.md.
@@ -47,10 +47,15 @@ def main() -> None:
     config = Config(model=args.model, dataset=args.dataset, config_dict=common)
     init_seed(config["seed"], config["reproducibility"])
     train, valid, _ = data_preparation(config, create_dataset(config))
+    # Every variant must see the same batches: the loader's shuffle generator advances with each
+    # epoch, so it is rewound before each curve. A variant equal to a model's defaults then
+    # reproduces a fresh harness run of that model with the same seed, epoch by epoch.
+    shuffle_state = train.generator.get_state()
 
     def curve(model_name: str, overrides: Dict[str, object], epochs: int) -> List[tuple]:
         cfg = Config(model=model_name, dataset=args.dataset, config_dict={**common, **overrides})
         init_seed(cfg["seed"], cfg["reproducibility"])
+        train.generator.set_state(shuffle_state)
         model = get_model(model_name)(cfg, train._dataset).to(cfg["device"])
         trainer = get_trainer(cfg["MODEL_TYPE"], model_name)(cfg, model)
         rows = []
