@@ -47,6 +47,7 @@ def test_backbone_defaults_load_under_eimf():
         ({"ma_weight": -1}, "ma_weight"),
         ({"n_interests": 0}, "n_interests"),
         ({"sp_temperature": 0}, "sp_temperature"),
+        ({"ma_contrast": "no"}, "ma_contrast"),
     ],
 )
 def test_bad_config_fails_before_training_naming_the_key(overrides, key, ml100k, tmp_path):
@@ -155,6 +156,10 @@ def test_alignment_does_not_contrast_rows_that_share_a_semantic_target(ml100k, t
     # Two users: each row has the other as a negative, so the contrastive term is there.
     two_users = model.modality_alignment_loss(projected[:2], semantic, mask)
     assert two_users - match_only(projected[:2], semantic, mask.float()) > 0.1
+    # `ma_contrast: False` keeps the pull towards the closest interest and drops the InfoNCE term.
+    model.ma_contrast = False
+    assert torch.allclose(model.modality_alignment_loss(projected[:2], semantic, mask),
+                          match_only(projected[:2], semantic, mask.float()))
 
 
 def train_and_test(model_name, tmp_path, **extra):

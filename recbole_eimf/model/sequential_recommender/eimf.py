@@ -41,7 +41,7 @@ class EIMF(SequentialRecommender):
     * modality alignment ``L_ma``: each stated interest ``s_j`` is pulled towards its closest
       projected behavioural interest (``1 - max_k cos(s_j, g(v_k))``), plus a symmetric InfoNCE
       between user-level pooled projections and pooled semantic vectors across the batch
-      (``ma_temperature``).
+      (``ma_temperature``; ``ma_contrast: False`` leaves it out).
 
     ``aux_decay_epochs`` (0: off) lowers both weights linearly over training: epoch ``e`` (0-based)
     uses ``max(0, 1 - e / aux_decay_epochs)`` of them, so the semantics guide the first epochs
@@ -71,6 +71,9 @@ class EIMF(SequentialRecommender):
         decay = config["aux_decay_epochs"] if config["aux_decay_epochs"] is not None else 0
         if not isinstance(decay, int) or isinstance(decay, bool) or decay < 0:
             raise ConfigError(f"`aux_decay_epochs` must be an integer >= 0 (0: constant weights), got {decay!r}")
+        contrast = True if config["ma_contrast"] is None else config["ma_contrast"]  # older checkpoints lack it
+        if not isinstance(contrast, bool):
+            raise ConfigError(f"`ma_contrast` must be True or False, got {contrast!r}")
         for key in ("sp_temperature", "ma_temperature"):
             if not isinstance(config[key], (int, float)) or config[key] <= 0:
                 raise ConfigError(f"`{key}` must be a number > 0, got {config[key]!r}")
@@ -82,6 +85,7 @@ class EIMF(SequentialRecommender):
         self.ma_weight = float(config["ma_weight"])
         self.sp_temperature = float(config["sp_temperature"])
         self.ma_temperature = float(config["ma_temperature"])
+        self.ma_contrast = contrast
         self.aux_decay_epochs = decay
         # RecBole's trainer does not tell the model its epoch: count the training batches instead.
         self.steps_per_epoch = max(1, math.ceil(len(dataset) / int(config["train_batch_size"])))
@@ -153,7 +157,7 @@ class EIMF(SequentialRecommender):
         maskf = mask.to(projected.dtype)
         closest = torch.einsum("bjt,bkt->bjk", semantic, projected).max(dim=2).values  # [B, J]
         match = ((1.0 - closest) * maskf).sum() / maskf.sum().clamp(min=1.0)
-        if projected.size(0) < 2:
+        if not self.ma_contrast or projected.size(0) < 2:
             return match
         user_b = F.normalize(projected.mean(dim=1), dim=-1)
         user_s = F.normalize((semantic * maskf.unsqueeze(-1)).sum(dim=1), dim=-1)
