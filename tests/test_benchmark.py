@@ -238,7 +238,7 @@ def test_instrumented_trainer_and_best_epoch():
     assert best_epoch(curve, bigger=False) == 0
 
 
-def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdir, monkeypatch):
+def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdir, monkeypatch, caplog):
     import recbole_eimf.config as config_module
 
     tuned = workdir / "tuned"
@@ -267,14 +267,57 @@ def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdi
     monkeypatch.setattr(config_module, "model_properties_dir", lambda: properties / "model")
     monkeypatch.setattr(runner_module, "run_one", _no_training)
     run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)  # same contents
-    with open(properties / "model" / "ComiRecSA.yaml", "a") as f:
-        f.write("train_readout: max\n")
+    model_yaml = properties / "model" / "ComiRecSA.yaml"
+    shipped = model_yaml.read_text()
+    model_yaml.write_text(shipped.replace("train_readout: 'target'", "train_readout: 'max'"))
+    with pytest.raises(BenchmarkSetupError, match=r"plugin defaults changed \(train_readout: target -> max\)"):
+        run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    # Runs recorded before the defaults were kept by value are compared on the files' contents...
+    legacy = json.loads(json.dumps(record))
+    legacy["settings"].pop("defaults")
+    (out / "runs.jsonl").write_text(json.dumps(legacy) + "\n")
     with pytest.raises(BenchmarkSetupError, match=r"plugin's default yaml .* differ"):
         run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
-    # Runs recorded before the defaults were hashed still resume.
-    record["settings"].pop("defaults_sha256")
-    (out / "runs.jsonl").write_text(json.dumps(record) + "\n")
+    # ... but a report over them is still written, with a warning that names them.
+    with caplog.at_level(logging.WARNING):
+        summary = run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL, report_only=True)
+    assert [row["model"] for row in summary.rows] == ["ComiRecSA"]
+    assert "made with other settings" in caplog.text and "ComiRecSA seed 2020" in caplog.text
+    # Runs recorded before the defaults were hashed at all still resume.
+    legacy["settings"].pop("defaults_sha256")
+    (out / "runs.jsonl").write_text(json.dumps(legacy) + "\n")
     run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+
+
+def test_a_key_added_to_the_defaults_with_its_fallback_keeps_earlier_runs(workdir, monkeypatch):
+    """A new config key whose default is what the code did before it existed (the model's
+    CONFIG_FALLBACKS) is no reason to retrain; any other value of it is."""
+    import shutil
+
+    import recbole_eimf.config as config_module
+    from recbole_eimf.utils import model_properties_dir
+
+    properties = workdir / "properties"
+    shutil.copytree(model_properties_dir().parent, properties)
+    monkeypatch.setattr(config_module, "model_properties_dir", lambda: properties / "model")
+    model_yaml = properties / "model" / "ComiRecSA.yaml"
+    shipped = model_yaml.read_text()
+    assert "train_readout: 'target'" in shipped
+    # The yaml as it was before `train_readout` existed.
+    model_yaml.write_text("".join(line for line in shipped.splitlines(True) if not line.startswith("train_readout")))
+    out = workdir / "bench"
+    run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    (record,) = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert "train_readout" not in record["settings"]["defaults"]
+    assert record["settings"]["defaults"]["n_interests"] == 4
+
+    model_yaml.write_text(shipped)  # the key arrives, with the behaviour from before
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    summary = run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
+    assert summary.skipped == [("ComiRecSA", 2020)] and not summary.trained
+    model_yaml.write_text(shipped.replace("train_readout: 'target'", "train_readout: 'max'"))
+    with pytest.raises(BenchmarkSetupError, match=r"train_readout: target -> max"):
+        run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
 
 
 def test_config_priority_shared_then_model_files_then_overrides(workdir):
@@ -468,3 +511,24 @@ def test_a_killed_run_fails_alone_and_the_others_finish(tmp_path):
         record, error = done[seed]
         assert error is None and record["seed"] == seed and record["pid"] != os.getpid()
     assert done[3][0]["pid"] != done[4][0]["pid"]  # a fresh process per run
+
+
+def test_config_fallbacks_name_shipped_keys_and_merge_the_backbones():
+    """Every fallback a model declares is a key of its shipped yaml (a typo would silently never
+    apply), and a wrapper's fallbacks include its backbone's."""
+    import yaml
+
+    from recbole_eimf.benchmark.runner import model_fallbacks
+    from recbole_eimf.utils import model_properties_dir
+
+    for model in ("ComiRecSA", "ComiRecDR", "MIND", "TransMI", "EIMF"):
+        shipped = yaml.safe_load((model_properties_dir() / f"{model}.yaml").read_text())
+        own = model_fallbacks(model)
+        assert own, model
+        ignored = {"embedding_dropout"} if model == "TransMI" else set()  # it warns and uses hidden_dropout_prob
+        if model != "EIMF":
+            assert set(own) - ignored <= set(shipped), (model, set(own) - set(shipped))
+    eimf = model_fallbacks("EIMF", "MIND")
+    assert eimf["ma_contrast"] is True and eimf["train_readout"] == "target"
+    assert set(model_fallbacks("EIMF")) <= set(yaml.safe_load((model_properties_dir() / "EIMF.yaml").read_text()))
+    assert model_fallbacks("SASRec") == {}

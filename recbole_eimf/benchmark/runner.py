@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import gc
 import hashlib
+import json
 import logging
 import platform
 import shutil
@@ -119,6 +120,16 @@ def model_class_name(label: str, files: Sequence[Path]) -> str:
     return name
 
 
+def _defaults_values(paths: Sequence[Path]) -> Dict[str, Any]:
+    """The keys the plugin's default yaml files set, later files winning (as Config loads them)."""
+    values: Dict[str, Any] = {}
+    for path in paths:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values.update({str(key): value for key, value in data.items()})
+    # Through json, so that a fresh value compares equal to one read back from runs.jsonl.
+    return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
 def run_settings(
     dataset: str,
     overrides: Mapping[str, Any],
@@ -128,7 +139,8 @@ def run_settings(
 ) -> Dict[str, Any]:
     """What must match for a finished run to count as done on a rerun. ``tuned``: the tuned
     defaults the model loads (``props/tuned``), which a new search may have replaced;
-    ``defaults``: the plugin's own yaml it loads (protocol, model and dataset defaults)."""
+    ``defaults``: the plugin's own yaml it loads (protocol, model and dataset defaults), recorded
+    by value (``defaults``) and, for runs recorded before that, by content (``defaults_sha256``)."""
     settings = {
         "dataset": dataset,
         "overrides": {
@@ -143,32 +155,74 @@ def run_settings(
         settings["tuned_sha256"] = [_file_digest(path) for path in tuned]
     if defaults:
         settings["defaults_sha256"] = [_file_digest(path) for path in defaults]
+        settings["defaults"] = _defaults_values(defaults)
     return settings
 
 
-def same_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether a finished run's settings match a rerun's. Runs recorded before the plugin's own
-    yaml was hashed (no ``defaults_sha256``) are compared on the rest."""
-    if "defaults_sha256" not in old:
-        new = {key: value for key, value in new.items() if key != "defaults_sha256"}
-    return dict(old) == dict(new)
+_UNSET = "<unset>"
 
 
-def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def _changed_defaults(
+    old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]
+) -> List[str]:
+    """The plugin defaults that differ between a finished run and a rerun. A key one side lacks
+    is the same as the model's fallback for it (what the code does without the key), so a key
+    added to a default yaml with the behaviour from before does not make earlier runs stale."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        old_value = old.get(key, fallbacks.get(key, _UNSET))
+        new_value = new.get(key, fallbacks.get(key, _UNSET))
+        if old_value != new_value:
+            changed.append(f"{key}: {old_value} -> {new_value}")
+    return changed
+
+
+def _defaults_differ(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]) -> Optional[str]:
+    """Why the plugin defaults of ``old`` and ``new`` differ, or None when they do not."""
+    if "defaults" in old:
+        changed = _changed_defaults(old["defaults"], new.get("defaults") or {}, fallbacks)
+        return "plugin defaults changed (" + ", ".join(changed) + ")" if changed else None
+    # Recorded before defaults were kept by value: only their file contents can be compared;
+    # before they were hashed at all, not even that.
+    if "defaults_sha256" in old and old["defaults_sha256"] != new.get("defaults_sha256"):
+        return "the plugin's default yaml (props/overall.yaml, props/dataset, model defaults) differ"
+    return None
+
+
+def same_settings(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether a finished run's settings match a rerun's. ``fallbacks``: the model's values for
+    keys its config may lack (``CONFIG_FALLBACKS`` of the model class)."""
+    rest = ("defaults", "defaults_sha256")
+    if _defaults_differ(old, new, fallbacks or {}) is not None:
+        return False
+    return {k: v for k, v in old.items() if k not in rest} == {k: v for k, v in new.items() if k not in rest}
+
+
+def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> str:
     parts = []
     if old.get("dataset") != new.get("dataset"):
         parts.append(f"dataset {old.get('dataset')} -> {new.get('dataset')}")
     old_o, new_o = old.get("overrides", {}), new.get("overrides", {})
     for key in sorted(set(old_o) | set(new_o)):
-        if old_o.get(key, "<unset>") != new_o.get(key, "<unset>"):
-            parts.append(f"{key}: {old_o.get(key, '<unset>')} -> {new_o.get(key, '<unset>')}")
+        if old_o.get(key, _UNSET) != new_o.get(key, _UNSET):
+            parts.append(f"{key}: {old_o.get(key, _UNSET)} -> {new_o.get(key, _UNSET)}")
     if old.get("config_sha256") != new.get("config_sha256"):
         parts.append("config file contents differ")
     if old.get("tuned_sha256") != new.get("tuned_sha256"):
         parts.append("tuned defaults (props/tuned) differ")
-    if "defaults_sha256" in old and old.get("defaults_sha256") != new.get("defaults_sha256"):
-        parts.append("the plugin's default yaml (props/overall.yaml, props/dataset, model defaults) differ")
+    defaults = _defaults_differ(old, new, fallbacks or {})
+    if defaults is not None:
+        parts.append(defaults)
     return ", ".join(parts) or "settings differ"
+
+
+def model_fallbacks(model_class: str, backbone: Optional[str] = None) -> Dict[str, Any]:
+    """``CONFIG_FALLBACKS`` of a model class and of the backbone it wraps (RecBole's own: none)."""
+    fallbacks: Dict[str, Any] = {}
+    for name in (backbone, model_class):
+        if name:
+            fallbacks.update(getattr(get_model(name), "CONFIG_FALLBACKS", {}))
+    return fallbacks
 
 
 @contextlib.contextmanager
@@ -228,16 +282,19 @@ def build_config(
 
 def _model_settings(
     model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any]
-) -> Dict[str, Any]:
-    """A model's run settings, with the default and tuned yaml its Config loads (nothing is trained)."""
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A model's run settings, with the default and tuned yaml its Config loads, and its config
+    fallbacks (:func:`model_fallbacks`). Nothing is trained."""
     config = build_config(model_name, dataset, 0, files, overrides, Path("."))
-    return run_settings(
+    settings = run_settings(
         dataset,
         overrides,
         files,
         tuned=[Path(path) for path in config["tuned_defaults_files"] or []],
         defaults=[Path(path) for path in config["plugin_defaults_files"] or []],
     )
+    backbone = config["backbone"] if isinstance(config["backbone"], str) else None
+    return settings, model_fallbacks(config["model"], backbone)
 
 
 def run_one(
@@ -403,10 +460,13 @@ def run_benchmark(
     ``stop_on_error`` it ends the benchmark instead. ``jobs`` > 1 runs that many at a time, each in
     its own process (:mod:`recbole_eimf.benchmark.parallel`), after building ESIM's targets once.
     ``report_only`` trains nothing: it writes the reports of the finished runs among those asked for
-    (e.g. one table over runs made by several commands in one folder).
+    (e.g. one table over runs made by several commands in one folder), including runs made with
+    other settings than the current ones, which it names in a warning.
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
-    or finished runs in ``output_dir`` that were made with other settings.
+    or (unless ``report_only``) finished runs in ``output_dir`` that were made with other settings.
+    Plugin defaults are compared by value: a key added to a model's yaml with the value its code
+    falls back to without it (the model's ``CONFIG_FALLBACKS``) keeps earlier runs valid.
     """
     models = [str(m).strip() for m in models]
     seeds = [int(s) for s in seeds]
@@ -433,10 +493,17 @@ def run_benchmark(
     for model in models:
         for seed in seeds:
             record = records.get(run_key(model, seed))
-            old, new = (record or {}).get("settings") or {}, settings_per_model[model]
-            if record is not None and not same_settings(old, new):
-                conflicts.append(f"  {model} seed {seed}: {_settings_diff(old, new)}")
-    if conflicts:
+            old, (new, fallbacks) = (record or {}).get("settings") or {}, settings_per_model[model]
+            if record is not None and not same_settings(old, new, fallbacks):
+                conflicts.append(f"  {model} seed {seed}: {_settings_diff(old, new, fallbacks)}")
+    if conflicts and report_only:
+        # Nothing is trained, so nothing is mixed into a run: the table is what was asked for,
+        # and the log says which of its runs were made with other settings than today's.
+        logger.warning(
+            f"{output_dir / RUNS_FILE}: these finished runs were made with other settings than the current "
+            "ones; reported as they are:\n" + "\n".join(conflicts)
+        )
+    elif conflicts:
         raise BenchmarkSetupError(
             f"{output_dir / RUNS_FILE} holds finished runs made with other settings:\n"
             + "\n".join(conflicts)
@@ -486,7 +553,7 @@ def run_benchmark(
             return not stop_on_error
         if not keep_checkpoints:
             record["checkpoint"] = None
-        record["settings"] = settings_per_model[model]
+        record["settings"] = settings_per_model[model][0]
         record["concurrent_runs"] = jobs
         record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
         store.append(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +29,28 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _option(config, key: str, default: Any) -> Any:
-    # Configs without the key (an older checkpoint's pickled config, a config built for another
-    # model) mean the default: every training option is off unless asked for.
+# What a config without the key means (an older checkpoint's pickled config, a config built for
+# another model, a yaml from before the key existed): the behaviour from before the key existed,
+# so every training option is off unless asked for. The benchmark harness reads these too: a key
+# added to a default yaml with this value does not make earlier runs stale.
+CONFIG_FALLBACKS: Dict[str, Any] = {
+    "trim_padding": True,
+    "sampled_softmax_negatives": 0,
+    "sampled_softmax_distribution": "uniform",
+    "logq_correction": True,
+    "logq_correct_positive": False,
+    "hard_negative_beta": 0.0,
+    "routing_reg_weight": 0.0,
+    "embedding_dropout": 0.0,
+    "weight_decay": 0.0,
+    "train_readout": "target",
+}
+
+
+def config_option(config, key: str, fallbacks: Mapping[str, Any] = CONFIG_FALLBACKS) -> Any:
+    """``config[key]``, or ``fallbacks[key]`` where the config lacks it."""
     value = config[key]
-    return default if value is None else value
+    return fallbacks[key] if value is None else value
 
 
 class MultiInterestRecommender(SequentialRecommender):
@@ -98,6 +115,10 @@ class MultiInterestRecommender(SequentialRecommender):
     ``weight_decay`` (RecBole's optimizer L2 penalty) and ``embedding_size`` are RecBole keys.
     """
 
+    # Keys a config may lack, and what that means (module-level CONFIG_FALLBACKS).
+    CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = CONFIG_FALLBACKS
+
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = config["embedding_size"]
@@ -116,7 +137,7 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
 
         self._read_training_options(config)
-        self.trim_padding = _option(config, "trim_padding", True)
+        self.trim_padding = config_option(config, "trim_padding")
         if not isinstance(self.trim_padding, bool):
             raise ConfigError(f"`trim_padding` must be True or False, got {self.trim_padding!r}")
         # Dropout with p = 0 is not applied at all (an Identity), so the default is untouched.
@@ -146,23 +167,23 @@ class MultiInterestRecommender(SequentialRecommender):
 
     # ------------------------------------------------------------------ training options
     def _read_training_options(self, config) -> None:
-        negatives = _option(config, "sampled_softmax_negatives", 0)
+        negatives = config_option(config, "sampled_softmax_negatives")
         if not isinstance(negatives, int) or isinstance(negatives, bool) or negatives < 0:
             raise ConfigError(
                 f"`sampled_softmax_negatives` must be an integer >= 0 (0: full softmax), got {negatives!r}"
             )
-        distribution = _option(config, "sampled_softmax_distribution", "uniform")
+        distribution = config_option(config, "sampled_softmax_distribution")
         if distribution not in SAMPLING_DISTRIBUTIONS:
             choices = ", ".join(SAMPLING_DISTRIBUTIONS)
             raise ConfigError(f"`sampled_softmax_distribution` must be one of {choices}, got {distribution!r}")
         flags = {}
         for key in ("logq_correction", "logq_correct_positive"):
-            flags[key] = _option(config, key, key == "logq_correction")
+            flags[key] = config_option(config, key)
             if not isinstance(flags[key], bool):
                 raise ConfigError(f"`{key}` must be True or False, got {flags[key]!r}")
         numbers = {}
         for key in ("hard_negative_beta", "routing_reg_weight", "embedding_dropout", "weight_decay"):
-            numbers[key] = _option(config, key, 0.0)
+            numbers[key] = config_option(config, key)
             if not _number(numbers[key]) or numbers[key] < 0:
                 raise ConfigError(f"`{key}` must be a number >= 0 (0: off), got {numbers[key]!r}")
         if numbers["embedding_dropout"] >= 1:
@@ -173,7 +194,7 @@ class MultiInterestRecommender(SequentialRecommender):
                 if value:
                     raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
 
-        readout = _option(config, "train_readout", "target")
+        readout = config_option(config, "train_readout")
         if readout not in TRAIN_READOUTS:
             raise ConfigError(f"`train_readout` must be one of {', '.join(TRAIN_READOUTS)}, got {readout!r}")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_eimf.errors import ConfigError
-from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+from recbole_eimf.model.abstract_recommender import MultiInterestRecommender, config_option
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class EIMF(SequentialRecommender):
     ESIM's cache the first time a loss is computed.
     """
 
+    # Keys added after the first release, and the value that reproduces the behaviour from before.
+    CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True}
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
@@ -68,10 +71,10 @@ class EIMF(SequentialRecommender):
         for key in ("sp_weight", "ma_weight"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ConfigError(f"`{key}` must be a number >= 0, got {config[key]!r}")
-        decay = config["aux_decay_epochs"] if config["aux_decay_epochs"] is not None else 0
+        decay = config_option(config, "aux_decay_epochs", self.CONFIG_FALLBACKS)
         if not isinstance(decay, int) or isinstance(decay, bool) or decay < 0:
             raise ConfigError(f"`aux_decay_epochs` must be an integer >= 0 (0: constant weights), got {decay!r}")
-        contrast = True if config["ma_contrast"] is None else config["ma_contrast"]  # older checkpoints lack it
+        contrast = config_option(config, "ma_contrast", self.CONFIG_FALLBACKS)
         if not isinstance(contrast, bool):
             raise ConfigError(f"`ma_contrast` must be True or False, got {contrast!r}")
         for key in ("sp_temperature", "ma_temperature"):
