@@ -136,7 +136,7 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"`loss_type` must be 'CE' or 'BPR', got {self.loss_type!r}")
 
         self._read_training_options(config)
-        self.trim_padding = config_option(config, "trim_padding", self.CONFIG_FALLBACKS)
+        self.trim_padding = self._option(config, "trim_padding")
         if not isinstance(self.trim_padding, bool):
             raise ConfigError(f"`trim_padding` must be True or False, got {self.trim_padding!r}")
         # Dropout with p = 0 is not applied at all (an Identity), so the default is untouched.
@@ -164,25 +164,29 @@ class MultiInterestRecommender(SequentialRecommender):
                 f"set `sampled_softmax_negatives` (e.g. 4096), or lower `train_batch_size`"
             )
 
+    def _option(self, config, key: str) -> Any:
+        """``config[key]``, or this class's fallback where the config lacks it."""
+        return config_option(config, key, self.CONFIG_FALLBACKS)
+
     # ------------------------------------------------------------------ training options
     def _read_training_options(self, config) -> None:
-        negatives = config_option(config, "sampled_softmax_negatives", self.CONFIG_FALLBACKS)
+        negatives = self._option(config, "sampled_softmax_negatives")
         if not isinstance(negatives, int) or isinstance(negatives, bool) or negatives < 0:
             raise ConfigError(
                 f"`sampled_softmax_negatives` must be an integer >= 0 (0: full softmax), got {negatives!r}"
             )
-        distribution = config_option(config, "sampled_softmax_distribution", self.CONFIG_FALLBACKS)
+        distribution = self._option(config, "sampled_softmax_distribution")
         if distribution not in SAMPLING_DISTRIBUTIONS:
             choices = ", ".join(SAMPLING_DISTRIBUTIONS)
             raise ConfigError(f"`sampled_softmax_distribution` must be one of {choices}, got {distribution!r}")
         flags = {}
         for key in ("logq_correction", "logq_correct_positive"):
-            flags[key] = config_option(config, key, self.CONFIG_FALLBACKS)
+            flags[key] = self._option(config, key)
             if not isinstance(flags[key], bool):
                 raise ConfigError(f"`{key}` must be True or False, got {flags[key]!r}")
         numbers = {}
         for key in ("hard_negative_beta", "routing_reg_weight", "embedding_dropout", "weight_decay"):
-            numbers[key] = config_option(config, key, self.CONFIG_FALLBACKS)
+            numbers[key] = self._option(config, key)
             if not _number(numbers[key]) or numbers[key] < 0:
                 raise ConfigError(f"`{key}` must be a number >= 0 (0: off), got {numbers[key]!r}")
         if numbers["embedding_dropout"] >= 1:
@@ -193,7 +197,7 @@ class MultiInterestRecommender(SequentialRecommender):
                 if value:
                     raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
 
-        readout = config_option(config, "train_readout", self.CONFIG_FALLBACKS)
+        readout = self._option(config, "train_readout")
         if readout not in TRAIN_READOUTS:
             raise ConfigError(f"`train_readout` must be one of {', '.join(TRAIN_READOUTS)}, got {readout!r}")
 
