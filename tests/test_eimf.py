@@ -48,6 +48,9 @@ def test_backbone_defaults_load_under_eimf():
         ({"n_interests": 0}, "n_interests"),
         ({"sp_temperature": 0}, "sp_temperature"),
         ({"ma_contrast": "no"}, "ma_contrast"),
+        ({"aux_interests": "last"}, "aux_interests"),
+        ({"aux_interests": "pooled"}, "aux_interests"),  # ComiRec-SA: every interest pools
+        ({"aux_interests": "pooled", "backbone": "TransMI", "include_last": False}, "aux_interests"),
     ],
 )
 def test_bad_config_fails_before_training_naming_the_key(overrides, key, ml100k, tmp_path):
@@ -160,6 +163,39 @@ def test_alignment_does_not_contrast_rows_that_share_a_semantic_target(ml100k, t
     model.ma_contrast = False
     assert torch.allclose(model.modality_alignment_loss(projected[:2], semantic, mask),
                           match_only(projected[:2], semantic, mask.float()))
+
+
+def test_pooled_aux_interests_leave_sasrecs_interest_to_the_recommendation_loss(ml100k, tmp_path):
+    """`aux_interests: pooled` on TransMI: the auxiliary losses do not depend on interest 0 (the
+    last position's state) and do depend on the pooled ones; with `all` they depend on both."""
+    train = ml100k[2]
+    batch = next(iter(train))
+
+    def aux_losses(aux_interests, shift):
+        model = get_model("EIMF")(
+            eimf_config(tmp_path / "esim", backbone="TransMI", aux_interests=aux_interests), train._dataset
+        ).eval()  # no dropout: the same interests on every call
+        plain = model.backbone.interests_and_losses
+
+        def shifted(interaction):
+            interests, losses = plain(interaction)
+            interests = interests.clone()
+            interests[:, shift] += 3.0  # move one interest far away
+            return interests, losses
+
+        with torch.no_grad():
+            _, sp, ma = model.calculate_loss(batch)
+            model.backbone.interests_and_losses = shifted
+            _, sp_moved, ma_moved = model.calculate_loss(batch)
+        assert sp > 0 and ma > 0
+        return (sp, ma), (sp_moved, ma_moved)
+
+    (sp, ma), (sp_moved, ma_moved) = aux_losses("pooled", shift=0)
+    assert torch.equal(sp, sp_moved) and torch.equal(ma, ma_moved)
+    (sp, ma), (sp_moved, ma_moved) = aux_losses("pooled", shift=2)
+    assert not torch.allclose(sp, sp_moved) and not torch.allclose(ma, ma_moved)
+    (sp, ma), (sp_moved, ma_moved) = aux_losses("all", shift=0)
+    assert not torch.allclose(sp, sp_moved) and not torch.allclose(ma, ma_moved)
 
 
 def train_and_test(model_name, tmp_path, **extra):

@@ -292,6 +292,11 @@ class MultiInterestRecommender(SequentialRecommender):
         """Return the user's interest vectors, ``[B, K, d]``, from a right-padded item sequence."""
         raise NotImplementedError
 
+    def pooled_interests(self) -> slice:
+        """Which of the K interests pool the whole sequence: all of them, unless a backbone also
+        passes one position's state through as an interest (TransMI's ``include_last``)."""
+        return slice(0, self.n_interests)
+
     def user_interests(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """:meth:`multi_interest` of the batch, ``[B, K, d]``; with ``trim_padding`` computed on
         groups of rows of similar length, each cut to its longest sequence.

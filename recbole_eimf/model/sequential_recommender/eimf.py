@@ -43,6 +43,11 @@ class EIMF(SequentialRecommender):
       between user-level pooled projections and pooled semantic vectors across the batch
       (``ma_temperature``; ``ma_contrast: False`` leaves it out).
 
+    ``aux_interests: pooled`` applies both tasks to the backbone's pooled interests only
+    (:meth:`MultiInterestRecommender.pooled_interests`): with TransMI's ``include_last`` the
+    last-position interest, SASRec's vector, is then left to the recommendation loss alone. On
+    backbones whose interests all pool (ComiRec-SA, ComiRec-DR, MIND) it is refused.
+
     ``aux_decay_epochs`` (0: off) lowers both weights linearly over training: epoch ``e`` (0-based)
     uses ``max(0, 1 - e / aux_decay_epochs)`` of them, so the semantics guide the first epochs
     and the backbone's own loss alone finishes training. Epochs are counted in training batches
@@ -58,7 +63,7 @@ class EIMF(SequentialRecommender):
     """
 
     # Keys added after the first release, and the value that reproduces the behaviour from before.
-    CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True}
+    CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -77,6 +82,9 @@ class EIMF(SequentialRecommender):
         contrast = config_option(config, "ma_contrast", self.CONFIG_FALLBACKS)
         if not isinstance(contrast, bool):
             raise ConfigError(f"`ma_contrast` must be True or False, got {contrast!r}")
+        aux_interests = config_option(config, "aux_interests", self.CONFIG_FALLBACKS)
+        if aux_interests not in ("all", "pooled"):
+            raise ConfigError(f"`aux_interests` must be 'all' or 'pooled', got {aux_interests!r}")
         for key in ("sp_temperature", "ma_temperature"):
             if not isinstance(config[key], (int, float)) or config[key] <= 0:
                 raise ConfigError(f"`{key}` must be a number > 0, got {config[key]!r}")
@@ -95,6 +103,16 @@ class EIMF(SequentialRecommender):
         self.training_steps = 0
 
         self.backbone: MultiInterestRecommender = get_model(name)(config, dataset)
+        # The interests the auxiliary tasks see.
+        self.aux_slice = slice(None) if aux_interests == "all" else self.backbone.pooled_interests()
+        if aux_interests == "pooled":
+            pooled = range(self.backbone.n_interests)[self.aux_slice]
+            if len(pooled) in (0, self.backbone.n_interests):
+                raise ConfigError(
+                    f"`aux_interests: pooled` needs a backbone with both pooled and passed-through interests; "
+                    f"{name} here has {len(pooled)} pooled of {self.backbone.n_interests} (only TransMI with "
+                    f"`include_last: True` and `n_interests` >= 2 has both): use `aux_interests: all`"
+                )
         self._targets = None
         self.head: Optional[nn.Module] = None
         if self.sp_weight > 0 or self.ma_weight > 0:
@@ -191,7 +209,7 @@ class EIMF(SequentialRecommender):
         index, labels, semantic, semantic_mask = targets.of_batch(interaction[self.USER_ID])
         if index.numel() == 0:  # most batches of `typical` scope: nothing to add
             return (rec_loss, zero, zero) + extra
-        projected = F.normalize(self.head(interests[index]), dim=-1)
+        projected = F.normalize(self.head(interests[index][:, self.aux_slice]), dim=-1)
         sp_loss = ma_loss = zero
         if self.sp_weight > 0:
             sp_loss = scale * self.sp_weight * self.semantic_prediction_loss(

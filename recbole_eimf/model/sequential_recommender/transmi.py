@@ -74,6 +74,10 @@ class TransMI(MultiInterestRecommender):
         )
         self.apply(self._init_weights)
 
+    def pooled_interests(self) -> slice:
+        # With ``include_last`` interest 0 is SASRec's last-position vector, the rest pool.
+        return slice(1 if self.include_last else 0, self.n_interests)
+
     def multi_interest(self, item_seq, item_seq_len):
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         h = self.item_embedding(item_seq) + self.position_embedding(positions).unsqueeze(0)
