@@ -24,7 +24,7 @@ PYTHON="${PYTHON:-python3}"
 DATASET=amazon-beauty
 DATA_DIR="$REPO/.data"
 WHEEL_DIR="$REPO/.whl"
-MODELS="${MODELS:-ComiRecSA,EIMF-ComiRecSA,ComiRecDR,EIMF-ComiRecDR,MIND,EIMF-MIND,TransMI,EIMF-TransMI,TransMI-K1,TransMI-target,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
+MODELS="${MODELS:-ComiRecSA,EIMF-ComiRecSA,ComiRecDR,EIMF-ComiRecDR,MIND,EIMF-MIND,TransMI,EIMF-TransMI,EIMF-TransMI-max-u2000,TransMI-K1,TransMI-target,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
 SEEDS="${SEEDS:-2020,2021,2022}"
 # One small recommender leaves a GPU mostly idle (RecBole's batches are built on one CPU core), so
 # several runs share it; 12 leaves a core each on a 16-core machine.
