@@ -430,6 +430,47 @@ def test_shipped_eimf_variants_name_their_backbone():
         assert yaml_load(path)["backbone"] == backbone
 
 
+def _shipped_variants():
+    from recbole_eimf.utils import props_dir
+
+    import yaml
+
+    return sorted(p for p in (props_dir() / "benchmark").glob("*.yaml") if "model" in yaml.safe_load(p.read_text()))
+
+
+@pytest.mark.parametrize("path", _shipped_variants(), ids=lambda p: p.stem)
+def test_every_shipped_variant_builds_its_model(path, ml100k):
+    """A variant's keys must be valid together (e.g. `aux_interests: pooled` only with a backbone
+    that has a passed-through interest): found here, not hours into a benchmark."""
+    from conftest import SMALL as FIXTURE_SMALL  # the settings the ml100k fixture was built with
+
+    from recbole_eimf.config import Config
+    from recbole_eimf.utils import get_model
+
+    keys = yaml_load(path)
+    model = keys.pop("model")
+    # semantic_dim given: EIMF builds its head without running ESIM.
+    config = Config(model=model, dataset="ml-100k", config_dict={**FIXTURE_SMALL, **keys, "semantic_dim": 16})
+    built = get_model(model)(config, ml100k[2]._dataset)
+    backbone = getattr(built, "backbone", built)
+    if "backbone" in keys:
+        assert type(backbone).__name__ == keys["backbone"]
+    for key, value in keys.items():
+        assert config[key] == value, key
+
+
+def test_the_gpu_scripts_default_models_resolve():
+    """benchmarks/gpu/run_benchmark.sh runs only where a GPU is lent: check its model list here."""
+    import re
+
+    from recbole_eimf.benchmark.runner import check_inputs
+
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "run_benchmark.sh").read_text()
+    models = re.search(r'^MODELS="\$\{MODELS:-([^}]+)\}"', script, re.M).group(1).split(",")
+    assert "EIMF-TransMI-max-u2000" in models and "SASRec" in models
+    check_inputs(models, [2020, 2021, 2022], (), {}, "amazon-beauty")
+
+
 def yaml_load(path):
     import yaml
 
