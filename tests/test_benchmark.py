@@ -430,12 +430,16 @@ def test_shipped_eimf_variants_name_their_backbone():
         assert yaml_load(path)["backbone"] == backbone
 
 
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def _shipped_variants():
     from recbole_eimf.utils import props_dir
 
-    import yaml
-
-    return sorted(p for p in (props_dir() / "benchmark").glob("*.yaml") if "model" in yaml.safe_load(p.read_text()))
+    return sorted(p for p in (props_dir() / "benchmark").glob("*.yaml") if "model" in yaml_load(p))
 
 
 @pytest.mark.parametrize("path", _shipped_variants(), ids=lambda p: p.stem)
@@ -469,12 +473,6 @@ def test_the_gpu_scripts_default_models_resolve():
     models = re.search(r'^MODELS="\$\{MODELS:-([^}]+)\}"', script, re.M).group(1).split(",")
     assert "EIMF-TransMI-max-u2000" in models and "SASRec" in models
     check_inputs(models, [2020, 2021, 2022], (), {}, "amazon-beauty")
-
-
-def yaml_load(path):
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 def _state(pid: int) -> str:

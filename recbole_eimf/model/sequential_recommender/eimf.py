@@ -104,13 +104,15 @@ class EIMF(SequentialRecommender):
 
         self.backbone: MultiInterestRecommender = get_model(name)(config, dataset)
         # The interests the auxiliary tasks see.
-        self.aux_slice = slice(None) if aux_interests == "all" else self.backbone.pooled_interests()
+        self.aux_slice = slice(None)
         if aux_interests == "pooled":
-            pooled = range(self.backbone.n_interests)[self.aux_slice]
-            if len(pooled) in (0, self.backbone.n_interests):
+            self.aux_slice = self.backbone.pooled_interests()
+            n_all = self.backbone.n_interests
+            n_pooled = len(range(n_all)[self.aux_slice])
+            if n_pooled in (0, n_all):
                 raise ConfigError(
                     f"`aux_interests: pooled` needs a backbone with both pooled and passed-through interests; "
-                    f"{name} here has {len(pooled)} pooled of {self.backbone.n_interests} (only TransMI with "
+                    f"{name} here has {n_pooled} pooled of {n_all} (only TransMI with "
                     f"`include_last: True` and `n_interests` >= 2 has both): use `aux_interests: all`"
                 )
         self._targets = None
