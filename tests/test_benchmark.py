@@ -120,6 +120,21 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
     ).read_text()
     assert (out / "results.md").read_text() == markdown
 
+    # --runs_from: the same table in another folder, from the first folder's records (not copied).
+    table = workdir / "table"
+    argv_table = [a for a in argv_report if not a.startswith("--output_dir=")]
+    assert main(argv_table + [f"--output_dir={table}", f"--runs_from={out}"]) == 0
+    assert "trained 0, skipped 2 (done), failed 0" in capsys.readouterr().out
+    assert (table / "results.md").read_text() == markdown
+    assert not (table / "runs.jsonl").exists(), "records are read from --runs_from, never copied"
+    assert f"2 finished run(s) read from {out / 'runs.jsonl'}" in (table / "benchmark.log").read_text()
+    with pytest.raises(SystemExit):  # training beside another folder's records is refused
+        main(argv + [f"--output_dir={table}", f"--runs_from={out}"])
+    assert "add --report_only=True" in capsys.readouterr().err
+    with pytest.raises(BenchmarkSetupError, match=r"runs_from: no runs.jsonl in .*nowhere"):
+        run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=table, overrides=SMALL, report_only=True,
+                      runs_from=[workdir / "nowhere"])
+
     # The API logs the same; a changed setting refuses to mix runs into the folder.
     caplog.set_level(logging.INFO, logger="recbole_eimf.benchmark")
     again = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL)

@@ -9,6 +9,8 @@ yaml files to every model; ``props/benchmark/<Model>.yaml`` and
 ``props/benchmark/<dataset>/<Model>.yaml`` apply to that model only. Results go to
 ``--output_dir`` (default ``benchmark_results/<dataset>``); rerunning the same command skips the
 finished runs. ``--jobs=N`` runs N of them at a time, each in its own process.
+``--report_only=True`` trains nothing and writes the tables of the finished runs; with
+``--runs_from=dir1,dir2`` they include the runs recorded in other output folders.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train nothing: write the reports of the finished runs among those named (False)",
     )
     parser.add_argument(
+        "--runs_from", type=_names, default=[],
+        help="with --report_only: other output folders whose finished runs join the reports, comma-separated",
+    )
+    parser.add_argument(
         "--stop_on_error", type=_str2bool, default=False,
         help="stop at the first failing run instead of going on with the next (False)",
     )
@@ -119,6 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     overrides = parse_overrides(parser, extra)
+    if args.runs_from and not args.report_only:
+        parser.error("--runs_from reads other folders' runs for a report: add --report_only=True")
     output_dir = Path(args.output_dir) if args.output_dir else Path("benchmark_results") / args.dataset
     config_files = args.config_files.split() if args.config_files else []
     try:
@@ -138,6 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 model_config_dir=args.model_config_dir,
                 jobs=args.jobs,
                 report_only=args.report_only,
+                runs_from=args.runs_from,
             )
     except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
         print(f"error: {err}", file=sys.stderr)

@@ -411,6 +411,22 @@ def check_inputs(
             raise BenchmarkSetupError(f"`{key}` cannot be overridden in a benchmark: {RESERVED_KEYS[key]}")
 
 
+def _records_from(folders: Sequence[Union[str, Path]], report_only: bool) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    """Finished runs of other benchmark folders, merged in order (a later folder wins)."""
+    if folders and not report_only:
+        # Training beside another folder's records would mix their ESIM caches and settings checks.
+        raise BenchmarkSetupError("runs_from (--runs_from) reads other folders' runs for a report: use it with report_only")
+    records: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    for folder in folders:
+        path = Path(folder) / RUNS_FILE
+        if not path.is_file():
+            raise BenchmarkSetupError(f"runs_from: no {RUNS_FILE} in {folder} (give benchmark output folders)")
+        found = RunStore(path).load()
+        logger.info(f"report only: {len(found)} finished run(s) read from {path}")
+        records.update(found)
+    return records
+
+
 def _build_esim_once(
     todo: Sequence[Tuple[str, int]],
     dataset: str,
@@ -449,6 +465,7 @@ def run_benchmark(
     model_config_dir: Union[str, Path, None] = None,
     jobs: int = 1,
     report_only: bool = False,
+    runs_from: Sequence[Union[str, Path]] = (),
 ) -> BenchmarkSummary:
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
@@ -461,7 +478,11 @@ def run_benchmark(
     its own process (:mod:`recbole_eimf.benchmark.parallel`), after building ESIM's targets once.
     ``report_only`` trains nothing: it writes the reports of the finished runs among those asked for
     (e.g. one table over runs made by several commands in one folder), including runs made with
-    other settings than the current ones, which it names in a warning.
+    other settings than the current ones, which it names in a warning. ``runs_from`` (with
+    ``report_only`` only) names other benchmark folders whose finished runs join the reports, read
+    and never written, so that one table spans several folders without copying their records; a
+    run recorded in more than one place is taken from ``output_dir`` first, then from the last
+    folder that holds it.
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
     or (unless ``report_only``) finished runs in ``output_dir`` that were made with other settings.
@@ -488,7 +509,7 @@ def run_benchmark(
     }
 
     store = RunStore(output_dir / RUNS_FILE)
-    records = store.load()
+    records = {**_records_from(runs_from, report_only), **store.load()}
     conflicts = []
     for model in models:
         for seed in seeds:
