@@ -16,7 +16,7 @@ import recbole_eimf  # noqa: F401  (compatibility shims before RecBole loads)
 from recbole_eimf.benchmark import BenchmarkSetupError, best_epoch, instrument_trainer, run_benchmark
 from recbole_eimf.benchmark import runner as runner_module
 from recbole_eimf.benchmark.__main__ import main
-from recbole_eimf.benchmark.report import markdown_table, paired_comparisons, write_reports
+from recbole_eimf.benchmark.report import markdown_table, paired_comparisons, reference_comparisons, write_reports
 from recbole_eimf.benchmark.store import RunStore
 
 MODELS = ["ComiRecSA", "SASRec"]
@@ -220,6 +220,35 @@ def test_report_sets_eimf_against_its_backbone_on_paired_seeds(tmp_path):
     assert paired_comparisons(runs[2:], ["EIMF-ComiRecSA"]) == []
     assert "against its backbone" not in markdown_table(runs[2:], ["EIMF-ComiRecSA"], "toy")
 
+
+def test_report_sets_every_model_against_a_reference(tmp_path):
+    """Issue 5's targets are relative to SASRec: --reference adds that table, seed-paired."""
+    def run(model, seed, ndcg, seconds, **extra):
+        record = _record(model, seed, ndcg, [ndcg])
+        record.update(train_sec_per_epoch=seconds, test_inference_sec=2.0, **extra)
+        return record
+
+    runs = [
+        run("SASRec", 1, 0.10, 2.0), run("SASRec", 2, 0.12, 2.0),
+        run("TransMI", 1, 0.11, 1.0), run("TransMI", 2, 0.13, 1.0), run("TransMI", 3, 0.90, 1.0),
+        run("EIMF-TransMI", 2, 0.06, 3.0, model_class="EIMF", backbone="TransMI"),
+        run("GRU4Rec", 3, 0.05, 1.0),  # no seed in common with SASRec: left out
+    ]
+    models = ["SASRec", "TransMI", "EIMF-TransMI", "GRU4Rec"]
+    by_model = {e["model"]: e for e in reference_comparisons(runs, models, "SASRec")}
+    assert sorted(by_model) == ["EIMF-TransMI", "TransMI"]
+    assert by_model["TransMI"]["seeds"] == [1, 2] and by_model["TransMI"]["backbone"] == "SASRec"
+    assert by_model["TransMI"]["ndcg@20"]["relative"] == pytest.approx(0.12 / 0.11 - 1)
+    assert by_model["TransMI"]["train_sec_per_epoch"] == pytest.approx(0.5)
+    assert by_model["EIMF-TransMI"]["ndcg@20"]["relative"] == pytest.approx(0.06 / 0.12 - 1)
+    _, markdown = write_reports(runs, tmp_path, "toy", models, reference="SASRec")
+    assert "## Against SASRec" in markdown and "## EIMF against its backbone" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| TransMI | SASRec |"))
+    assert "| 2 |" in row and "0.50x" in row
+    assert "| EIMF-TransMI | SASRec | 1 | -50.0% |" in markdown
+    assert "Against" not in write_reports(runs, tmp_path, "toy", models)[1]
+    with pytest.raises(BenchmarkSetupError, match="reference 'SINE' is not among the models"):
+        run_benchmark("ml-100k", ["SASRec"], seeds=[2020], output_dir=tmp_path / "out", reference="SINE")
 
 def test_run_store_survives_a_truncated_line(tmp_path):
     store = RunStore(tmp_path / "runs.jsonl")

@@ -11,6 +11,7 @@ yaml files to every model; ``props/benchmark/<Model>.yaml`` and
 finished runs. ``--jobs=N`` runs N of them at a time, each in its own process.
 ``--report_only=True`` trains nothing and writes the tables of the finished runs; with
 ``--runs_from=dir1,dir2`` they include the runs recorded in other output folders.
+``--reference=SASRec`` adds a table of every other model's relative change over SASRec.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --report_only: other output folders whose finished runs join the reports, comma-separated",
     )
     parser.add_argument(
+        "--reference", default=None,
+        help="one of --models (e.g. SASRec): results.md adds every other model's relative change over it",
+    )
+    parser.add_argument(
         "--stop_on_error", type=_str2bool, default=False,
         help="stop at the first failing run instead of going on with the next (False)",
     )
@@ -147,6 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 jobs=args.jobs,
                 report_only=args.report_only,
                 runs_from=args.runs_from,
+                reference=args.reference,
             )
     except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
         print(f"error: {err}", file=sys.stderr)

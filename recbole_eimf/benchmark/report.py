@@ -1,7 +1,8 @@
 """Benchmark reports: ``results.csv``, ``results.json``, ``results.md`` and two PNG charts.
 
-``results.md`` holds the mean ± std table and, when EIMF ran next to its own backbone, a second
-table of EIMF's relative change over that backbone, seed by seed.
+``results.md`` holds the mean ± std table; when EIMF ran next to its own backbone, a table of
+EIMF's relative change over that backbone, seed by seed; and, given a reference model (e.g.
+SASRec), a table of every other model's relative change over it.
 
 Every file is written to a temporary name and moved into place, so that a reader (or a crash)
 never sees half a file. Charts use matplotlib's Agg canvas directly (no pyplot, no display).
@@ -144,17 +145,38 @@ def _relative(new: Optional[float], base: Optional[float]) -> Optional[float]:
 
 
 def _paired_means(values: Sequence[Tuple[Any, Any]]) -> Tuple[Optional[float], Optional[float]]:
-    """Means of the first and of the second of ``(EIMF's, the backbone's)`` value pairs."""
+    """Means of the first and of the second of ``(model's, base's)`` value pairs."""
     return _mean_std([new for new, _ in values])[0], _mean_std([base for _, base in values])[0]
+
+
+def _compare(label: str, base: str, runs: Sequence[Dict[str, Any]], base_runs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """``label``'s runs against ``base``'s on the seeds both have: relative change of the mean of
+    each summary metric, its range over the paired seeds, and the ratios of training seconds per
+    epoch and of full-sort test seconds; None when they share no seed."""
+    base_by_seed = {r["seed"]: r for r in base_runs}
+    pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
+    if not pairs:
+        return None
+    entry: Dict[str, Any] = {"model": label, "backbone": base, "seeds": [r["seed"] for r, _ in pairs]}
+    for key, _ in SUMMARY_METRICS:
+        values = [(r.get("test", {}).get(key), b.get("test", {}).get(key)) for r, b in pairs]
+        per_seed = [v for v in (_relative(new, old) for new, old in values) if v is not None]
+        entry[key] = {
+            "relative": _relative(*_paired_means(values)),
+            "range": (min(per_seed), max(per_seed)) if per_seed else None,
+        }
+    for key in ("train_sec_per_epoch", "test_inference_sec"):
+        change = _relative(*_paired_means([(r.get(key), b.get(key)) for r, b in pairs]))
+        entry[key] = None if change is None else 1.0 + change
+    return entry
 
 
 def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> List[Dict[str, Any]]:
     """Each EIMF label against the runs of its backbone in the same folder, on the seeds both have.
 
     An EIMF run names its backbone (``record["backbone"]``); when that backbone also ran under its
-    own name (``--models=ComiRecSA,EIMF-ComiRecSA``), the pair is compared seed by seed: relative
-    change of the mean of each summary metric, its range over the paired seeds, and the ratios of
-    training seconds per epoch and of full-sort test seconds (issue 4's cost targets).
+    own name (``--models=ComiRecSA,EIMF-ComiRecSA``), the pair is compared seed by seed
+    (:func:`_compare`: issue 4's metric and cost targets).
     """
     grouped = _by_model(records, models)
     comparisons = []
@@ -166,42 +188,37 @@ def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str])
         base_runs = grouped.get(backbone) if backbone else None
         if not base_runs or label == backbone:
             continue
-        base_by_seed = {r["seed"]: r for r in base_runs if r.get("model_class", r["model"]) == backbone}
-        pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
-        if not pairs:
-            continue
-        entry: Dict[str, Any] = {"model": label, "backbone": backbone, "seeds": [r["seed"] for r, _ in pairs]}
-        for key, _ in SUMMARY_METRICS:
-            values = [(r.get("test", {}).get(key), b.get("test", {}).get(key)) for r, b in pairs]
-            per_seed = [v for v in (_relative(new, base) for new, base in values) if v is not None]
-            entry[key] = {
-                "relative": _relative(*_paired_means(values)),
-                "range": (min(per_seed), max(per_seed)) if per_seed else None,
-            }
-        for key in ("train_sec_per_epoch", "test_inference_sec"):
-            change = _relative(*_paired_means([(r.get(key), b.get(key)) for r, b in pairs]))
-            entry[key] = None if change is None else 1.0 + change
-        comparisons.append(entry)
+        base_runs = [r for r in base_runs if r.get("model_class", r["model"]) == backbone]
+        entry = _compare(label, backbone, runs, base_runs)
+        if entry is not None:
+            comparisons.append(entry)
     return comparisons
+
+
+def reference_comparisons(
+    records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str
+) -> List[Dict[str, Any]]:
+    """Every other label against ``reference`` (e.g. SASRec, the baseline a new model must beat),
+    on the seeds both have, as :func:`_compare` measures it."""
+    grouped = _by_model(records, models)
+    base_runs = grouped.get(reference)
+    if not base_runs:
+        return []
+    entries = (_compare(label, reference, runs, base_runs) for label, runs in grouped.items() if label != reference)
+    return [entry for entry in entries if entry is not None]
 
 
 def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:+.1f}%"
 
 
-def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> str:
-    """The table of :func:`paired_comparisons`, or ``""`` when no EIMF run has its backbone beside it."""
-    comparisons = paired_comparisons(records, models)
-    if not comparisons:
-        return ""
+def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, intro: str, base_column: str) -> str:
     lines = [
-        "## EIMF against its backbone",
+        f"## {title}",
         "",
-        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
-        "those seeds, one seed at a time); time ratios are EIMF / backbone: training seconds per epoch, "
-        "and full-sort inference on the test split.",
+        intro,
         "",
-        "| Model | Backbone | Seeds | " + " | ".join(title for _, title in SUMMARY_METRICS[:4])
+        f"| Model | {base_column} | Seeds | " + " | ".join(t for _, t in SUMMARY_METRICS[:4])
         + " | train s/epoch ratio | inference ratio |",
         "| --- | --- | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS[:4]) + " | ---: | ---: |",
     ]
@@ -221,6 +238,36 @@ def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) ->
             + " | " + " | ".join(ratios) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> str:
+    """The table of :func:`paired_comparisons`, or ``""`` when no EIMF run has its backbone beside it."""
+    comparisons = paired_comparisons(records, models)
+    if not comparisons:
+        return ""
+    return _comparison_markdown(
+        comparisons,
+        "EIMF against its backbone",
+        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
+        "those seeds, one seed at a time); time ratios are EIMF / backbone: training seconds per epoch, "
+        "and full-sort inference on the test split.",
+        "Backbone",
+    )
+
+
+def reference_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str) -> str:
+    """The table of :func:`reference_comparisons`, or ``""`` when the reference has no run."""
+    comparisons = reference_comparisons(records, models, reference)
+    if not comparisons:
+        return ""
+    return _comparison_markdown(
+        comparisons,
+        f"Against {reference}",
+        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
+        f"those seeds, one seed at a time); time ratios are model / {reference}: training seconds per "
+        "epoch, and full-sort inference on the test split.",
+        "Reference",
+    )
 
 
 def _new_figure(width: float, height: float):
@@ -303,9 +350,14 @@ def valid_curves_chart(records: Sequence[Dict[str, Any]], models: Sequence[str],
 
 
 def write_reports(
-    records: Sequence[Dict[str, Any]], output_dir: Path, dataset: str, models: Sequence[str]
+    records: Sequence[Dict[str, Any]],
+    output_dir: Path,
+    dataset: str,
+    models: Sequence[str],
+    reference: Optional[str] = None,
 ) -> Tuple[Dict[str, Path], str]:
-    """Write every report file for ``records`` into ``output_dir``; return the paths and the table."""
+    """Write every report file for ``records`` into ``output_dir``; return the paths and the table.
+    ``reference``: a label whose runs every other model's are compared with (:func:`reference_markdown`)."""
     output_dir = Path(output_dir)
     rows = [flatten_record(r) for r in records]
     fields: List[str] = []
@@ -336,6 +388,9 @@ def write_reports(
     paired = paired_markdown(records, models)
     if paired:
         markdown += "\n" + paired
+    against = reference_markdown(records, models, reference) if reference else ""
+    if against:
+        markdown += "\n" + against
     _atomic_write(files["md"], markdown.encode("utf-8"))
 
     metrics_chart(records, models, files["metrics_png"])

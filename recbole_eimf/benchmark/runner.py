@@ -466,6 +466,7 @@ def run_benchmark(
     jobs: int = 1,
     report_only: bool = False,
     runs_from: Sequence[Union[str, Path]] = (),
+    reference: Optional[str] = None,
 ) -> BenchmarkSummary:
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
@@ -482,7 +483,8 @@ def run_benchmark(
     ``report_only`` only) names other benchmark folders whose finished runs join the reports, read
     and never written, so that one table spans several folders without copying their records; a
     run recorded in more than one place is taken from ``output_dir`` first, then from the last
-    folder that holds it.
+    folder that holds it. ``reference`` (one of ``models``, e.g. SASRec) adds a table of every other
+    model's relative change over it to ``results.md``.
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
     or (unless ``report_only``) finished runs in ``output_dir`` that were made with other settings.
@@ -498,6 +500,8 @@ def run_benchmark(
     jobs = int(jobs)
     if jobs < 1:
         raise BenchmarkSetupError(f"jobs must be 1 or more, got {jobs}")
+    if reference is not None and reference not in models:
+        raise BenchmarkSetupError(f"reference {reference!r} is not among the models ({', '.join(models)})")
 
     output_dir = Path(output_dir) if output_dir is not None else Path("benchmark_results") / dataset
     # One ESIM for the whole folder: every seed trains on the same semantic targets, built (and,
@@ -549,7 +553,7 @@ def run_benchmark(
     def report() -> None:
         rows = [records[run_key(m, s)] for m in models for s in seeds if run_key(m, s) in records]
         summary.rows = [flatten_record(r) for r in rows]
-        summary.files, summary.markdown = write_reports(rows, output_dir, dataset, models)
+        summary.files, summary.markdown = write_reports(rows, output_dir, dataset, models, reference)
 
     def checkpoint_dir(model: str, seed: int) -> Path:
         # A run's own folder: RecBole names checkpoints <model>-<time to the second>.pth, so a
