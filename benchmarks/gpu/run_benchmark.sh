@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Prepare an offline CUDA machine (PyTorch preinstalled, no network) and run the full benchmark on
-# amazon-beauty. Run from anywhere; see benchmarks/gpu/README.md.
+# amazon-beauty (or on ml-100k, which ships inside RecBole). Run from anywhere; see benchmarks/gpu/README.md.
 #
 #   bash benchmarks/gpu/run_benchmark.sh --prepare     # here: copy the data into .data/, check .whl/
 #   bash benchmarks/gpu/run_benchmark.sh [--key=value ...]   # there: install, then benchmark
 #
 # Extra --key=value arguments go to `python -m recbole_eimf.benchmark` after the defaults below
 # (e.g. --epochs=50 --seeds=2020 --models=SASRec,ComiRecSA). Environment:
+#   DATASET      amazon-beauty (default; its files travel in .data/) or ml-100k (inside RecBole)
+#   REFERENCE    the model every other is compared with in results.md (default SASRec when it runs)
 #   MODELS       models to run (default: each backbone next to EIMF on it, then RecBole's baselines)
 #   SEEDS        seeds (default 2020,2021,2022)
 #   JOBS         runs at a time on the one GPU, each its own process (default 12; 1 = one by one)
@@ -21,7 +23,7 @@ export PYTHONUNBUFFERED=1
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 PYTHON="${PYTHON:-python3}"
-DATASET=amazon-beauty
+DATASET="${DATASET:-amazon-beauty}"
 DATA_DIR="$REPO/.data"
 WHEEL_DIR="$REPO/.whl"
 MODELS="${MODELS:-ComiRecSA,EIMF-ComiRecSA,ComiRecDR,EIMF-ComiRecDR,MIND,EIMF-MIND,TransMI,EIMF-TransMI,EIMF-TransMI-max-u2000,TransMI-K1,TransMI-target,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF}"
@@ -46,6 +48,10 @@ die() { echo "[run_benchmark] error: $*" >&2; exit 1; }
 stage_data() {
     # The atomic files only (not raw/), into the git-ignored .data/ that travels with the tree.
     local target="$DATA_DIR/$DATASET"
+    if [[ "$DATASET" == ml-100k ]]; then
+        log "data: ml-100k ships inside RecBole (nothing to copy)"
+        return
+    fi
     if [[ -s "$target/$DATASET.inter" && -s "$target/$DATASET.item" ]]; then
         log "data: $target (already there)"
         return
@@ -126,10 +132,14 @@ gpu_args=(--gpu_id=0)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_gpu)
 fi
-log "benchmark: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
+reference_args=()
+if [[ -n "${REFERENCE:-}" ]]; then reference_args=(--reference="$REFERENCE")
+elif [[ ",$MODELS," == *,SASRec,* ]]; then reference_args=(--reference=SASRec)
+fi
+log "benchmark on $DATASET: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
 "$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" --jobs="$JOBS" \
-    --data_path=.data "${gpu_args[@]}" --output_dir="$RESULTS_DIR" "$@" || status=$?
+    --data_path=.data "${gpu_args[@]}" "${reference_args[@]}" --output_dir="$RESULTS_DIR" "$@" || status=$?
 
 # RecBole writes one log per run under ./log: keep this invocation's, packed into one file.
 if [[ -d log ]]; then
