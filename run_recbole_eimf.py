@@ -4,6 +4,8 @@
     python run_recbole_eimf.py --model=ComiRecSA --params_file=props/hyper/comirec.hyper   # tuning
     python run_recbole_eimf.py --model=TransMI --dataset=amazon-beauty --params_file=props/hyper/transmi.hyper \
         --algo=random --max_evals=20 --tuned_dir=props/tuned   # tuning into the tuned defaults
+    # the same, 10 trials at a time on one GPU (exhaustive and random search)
+    python run_recbole_eimf.py ... --params_file=props/hyper/transmi.hyper --algo=random --max_evals=20 --jobs=10
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
@@ -26,6 +28,8 @@ if __name__ == "__main__":
     parser.add_argument("--tuned_dir", type=str, default=None,
                         help="tuning: also write the best parameters as the model's tuned defaults "
                              "(<tuned_dir>/<dataset>/<model>.yaml; props/tuned is what runs load)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="tuning: trials at a time, each in its own process (exhaustive and random search)")
     parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
                         help="train (default), or esim: run ESIM preprocessing alone")
     parser.add_argument("--dry_run", type=str, default=None,
@@ -50,7 +54,7 @@ if __name__ == "__main__":
         try:
             tuned = run_hyper(
                 args.model, args.dataset, args.params_file, config_file_list=config_file_list,
-                algo=args.algo, max_evals=args.max_evals, tuned_dir=args.tuned_dir,
+                algo=args.algo, max_evals=args.max_evals, tuned_dir=args.tuned_dir, jobs=args.jobs,
             )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")

@@ -1,6 +1,7 @@
 """Config-only hyper-parameter search with RecBole's HyperTuning."""
 
 import csv
+import json
 
 import pytest
 import yaml
@@ -48,6 +49,47 @@ def test_tuned_dir_writes_defaults_that_later_runs_load(tmp_path, monkeypatch):
     monkeypatch.setattr(config_module, "tuned_dir", lambda: tuned_dir)
     assert Config(model="EIMF", dataset="ml-100k")["n_interests"] == tuned["best"]["params"]["n_interests"]
 
+
+def test_parallel_trials_run_the_planned_search_and_agree_with_one_by_one(tmp_path):
+    """--jobs=2: every grid point once, each in its own process, the same scores as in-process;
+    EIMF's ESIM cache is built once, before the trials, where every trial finds it."""
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    settings = {**SMALL, "epochs": 1, "learning_rate": 0.01, "text_encoder": "tfidf"}
+    parallel = run_hyper("EIMF", "ml-100k", str(params), config_dict=settings,
+                         output_dir=str(tmp_path / "parallel"), jobs=2)
+    assert sorted(t["params"]["n_interests"] for t in parallel["trials"]) == [1, 3]
+    assert sorted(p.name for p in (tmp_path / "parallel" / "logs").iterdir()) == ["trial1.log", "trial2.log"]
+    # One grid point in this process: the same validation score as its parallel trial (runs seed themselves).
+    one = tmp_path / "one.hyper"
+    one.write_text("n_interests choice [3]\n")
+    targets = tmp_path / "saved" / "esim" / "ml-100k" / "targets"
+    built = sorted(json.loads((d / "manifest.json").read_text())["config"]["max_interests"] for d in targets.iterdir())
+    assert built == [1, 3], "one ESIM per setting the trials use (n_interests sets max_interests)"
+    alone = run_hyper("EIMF", "ml-100k", str(one), config_dict=settings, output_dir=str(tmp_path / "alone"))
+    twin = next(t for t in parallel["trials"] if t["params"] == {"n_interests": 3})
+    assert twin["best_valid_score"] == pytest.approx(alone["best"]["best_valid_score"], abs=1e-6)
+    best = max(parallel["trials"], key=lambda t: t["best_valid_score"])
+    assert yaml.safe_load((tmp_path / "parallel" / "best.yaml").read_text()) == best["params"]
+
+
+def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(tmp_path):
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    from recbole_eimf.errors import ConfigError
+    from recbole_eimf.quick_start.tuning import planned_trials
+
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,2,3,4]\ndropout_prob choice [0.1,0.2,0.3]\n")
+    tuner = HyperTuning(lambda *a: None, params_file=str(params), algo="random", max_evals=6)
+    plan = planned_trials(tuner, seed=2020)
+    assert 1 < len(plan) <= 6 and all(plan.count(p) == 1 for p in plan)
+    assert all(p["n_interests"] in (1, 2, 3, 4) and p["dropout_prob"] in (0.1, 0.2, 0.3) for p in plan)
+    assert planned_trials(tuner, seed=2020) == plan  # seeded: the same trials on every machine
+    grid = HyperTuning(lambda *a: None, params_file=str(params), algo="exhaustive")
+    assert len(planned_trials(grid, seed=2020)) == 12
+    with pytest.raises(ConfigError, match="algo exhaustive or random only"):
+        run_hyper("ComiRecSA", "ml-100k", str(params), algo="bayes", jobs=2)
 
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.hyper"):

@@ -45,6 +45,11 @@ class Job:
     defaults: Tuple[Tuple[str, Any], ...]
     log_file: Path
     threads: int
+    name: str = ""  # what the log calls it; default "<model> seed <seed>"
+
+    @property
+    def title(self) -> str:
+        return self.name or f"{self.model} seed {self.seed}"
 
 
 def cpu_threads_per_job(jobs: int, cpus: Optional[int] = None) -> int:
@@ -69,8 +74,9 @@ def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _run_job(job: Job) -> Dict[str, Any]:
-    """Body of one worker process: output to the run's log file, then the run itself."""
+def worker_setup(job: Job) -> None:
+    """First steps of any worker process: exit with the parent, send stdout and stderr (C-level
+    output included) to the job's log file, and take the job's share of CPU threads."""
     exit_with_parent(os.getppid())
     job.log_file.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
@@ -82,6 +88,11 @@ def _run_job(job: Job) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(job.threads)
+
+
+def _run_job(job: Job) -> Dict[str, Any]:
+    """Body of one benchmark worker process: :func:`worker_setup`, then the run itself."""
+    worker_setup(job)
     from recbole_eimf.benchmark.runner import run_one
 
     return run_one(
@@ -142,10 +153,10 @@ def run_parallel(
         if job is None:
             return
         reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=_worker, args=(target, job, writer), name=f"{job.model}-seed{job.seed}")
+        process = context.Process(target=_worker, args=(target, job, writer), name=job.name or f"{job.model}-seed{job.seed}")
         process.start()
         writer.close()  # the child holds the only writer: the reader sees EOF once the child is gone
-        logger.info(f"started {job.model} seed {job.seed} (log: {job.log_file})")
+        logger.info(f"started {job.title} (log: {job.log_file})")
         running[reader] = (process, job)
 
     try:
@@ -166,7 +177,7 @@ def run_parallel(
                     record, error = None, value
                 else:
                     record, error = None, WorkerDied(
-                        f"{job.model} seed {job.seed}: its process ended without a result "
+                        f"{job.title}: its process ended without a result "
                         f"({_exit_description(process.exitcode)}); its log: {job.log_file}"
                     )
                 go_on = on_done(job, record, error) and go_on

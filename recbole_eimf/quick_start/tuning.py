@@ -7,7 +7,11 @@ parameter a line::
     n_interests choice [2,4,8]
     sp_weight uniform 0.0,0.5
 
-Each trial is a full :func:`run_recbole_eimf` run (train, early-stop, test). Writes the trials
+Each trial is a full :func:`run_recbole_eimf` run (train, early-stop, test). With ``jobs`` > 1
+(``--jobs=N``) the ``exhaustive`` and ``random`` searches run N trials at a time, each in its own
+process (one GPU is mostly idle under one small recommender): their trials do not depend on earlier
+results, so hyperopt draws them all first (``random`` seeded by the config's ``seed``), and every
+trial runs to the end (no ``early_stop``). Writes the trials
 table (csv and markdown) and the best parameters as a yaml file that ``--config_files`` accepts.
 With ``tuned_dir`` (``--tuned_dir=props/tuned``) the best parameters also become the model's tuned
 defaults on the dataset, ``<tuned_dir>/<dataset>/<name>.yaml``, which :class:`~recbole_eimf.config.Config`
@@ -20,15 +24,18 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
 
+from recbole_eimf.benchmark.parallel import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.config import Config
+from recbole_eimf.errors import ConfigError
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
 from recbole_eimf.utils import tuned_name
 
@@ -51,15 +58,21 @@ def run_hyper(
     early_stop: int = 10,
     output_dir: Optional[str] = None,
     tuned_dir: Optional[str] = None,
+    jobs: int = 1,
 ) -> dict:
     """Search the space in ``params_file`` for ``model`` on ``dataset``; return the best trial.
 
     ``algo`` is RecBole's: ``exhaustive`` (grid), ``random`` or ``bayes`` (TPE). Results go to
     ``output_dir`` (default ``hyper/<model>-<dataset>/``): ``trials.csv``, ``trials.md`` and
-    ``best.yaml``; with ``tuned_dir``, the tuned defaults (module doc).
+    ``best.yaml``; with ``tuned_dir``, the tuned defaults (module doc). ``jobs`` > 1 runs that many
+    trials at a time (``exhaustive`` and ``random`` only; module doc), their logs in
+    ``<output_dir>/logs/``.
     """
     if not Path(params_file).is_file():
         raise FileNotFoundError(f"params_file [{params_file}] does not exist")
+    if jobs > 1 and algo not in PARALLEL_ALGOS:
+        raise ConfigError(f"jobs={jobs}: trials run in parallel with algo {' or '.join(PARALLEL_ALGOS)} only "
+                         f"({algo!r} chooses each trial from the results before it)")
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     name = tuned_name(base_config["model"], base_config["backbone"])
@@ -85,9 +98,21 @@ def run_hyper(
         max_evals=max_evals,
         early_stop=early_stop,
     )
-    tuner.run()
-
     out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
+    if jobs > 1:
+        planned = planned_trials(tuner, int(base_config["seed"]))
+        shared = dict(config_dict or {})
+        if base_config["model"] == "EIMF":
+            if not base_config["esim_cache_dir"]:
+                # Its default follows checkpoint_dir, which differs per trial: name the one cache.
+                shared["esim_cache_dir"] = str(Path(base_config["checkpoint_dir"]) / "esim")
+            _build_esim_once(model, dataset, config_file_list, shared, planned)
+        trials = _run_trials_in_parallel(
+            model, dataset, config_file_list, shared, planned, jobs, out, int(base_config["seed"])
+        )
+    else:
+        tuner.run()
+
     out.mkdir(parents=True, exist_ok=True)
     bigger = trials[0]["valid_score_bigger"]
     best = (max if bigger else min)(trials, key=lambda t: t["best_valid_score"])
@@ -103,6 +128,102 @@ def run_hyper(
         )
         logger.info(f"tuned defaults of {name} on {dataset}: {result['tuned_file']}")
     return result
+
+
+PARALLEL_ALGOS = ("exhaustive", "random")
+
+
+def planned_trials(tuner: HyperTuning, seed: int) -> List[Dict[str, Any]]:
+    """The parameters of every trial ``tuner`` would run, drawn by its own hyperopt algorithm
+    without training: exhaustive and random search choose a trial without looking at the results
+    before it, so a constant loss leaves their choices unchanged. Duplicates are dropped."""
+    import numpy as np
+    from hyperopt import STATUS_OK, Trials, fmin
+
+    drawn: List[Dict[str, Any]] = []
+
+    def record(params: dict) -> dict:
+        drawn.append({k: _plain(v) for k, v in params.items()})
+        return {"loss": 0.0, "status": STATUS_OK}
+
+    # hyperopt 0.2.5 (RecBole's pin) draws from a RandomState.
+    fmin(record, tuner.space, algo=tuner.algo, max_evals=tuner.max_evals, trials=Trials(),
+         rstate=np.random.RandomState(seed), show_progressbar=False)
+    unique: List[Dict[str, Any]] = []
+    for params in drawn:
+        if params not in unique:
+            unique.append(params)
+    return unique
+
+
+def _build_esim_once(model: str, dataset: str, config_file_list, config_dict, planned: Sequence[dict]) -> None:
+    """EIMF's ESIM cache, built in this process before parallel trials start, once per distinct
+    ESIM setting among them (a trial's parameters may change it, e.g. ``n_interests`` sets
+    ``max_interests``), so that trials starting together neither race on the cache nor pay an LLM
+    twice."""
+    from recbole_eimf.esim.settings import EsimSettings
+    from recbole_eimf.esim.stage import run_esim_stage
+
+    seen = []
+    for params in planned:
+        trial_dict = {**(config_dict or {}), **params}
+        config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=trial_dict)
+        settings = EsimSettings.from_config(config).config_record()
+        if settings in seen:
+            continue
+        seen.append(settings)
+        logger.info(f"ESIM before the trials, for {params}")
+        run_esim_stage(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=trial_dict,
+                       dry_run=False)
+
+
+def _run_trial(job: Job) -> dict:
+    """Body of one trial's process (:func:`recbole_eimf.benchmark.parallel.run_parallel`)."""
+    worker_setup(job)
+    result = run_recbole_eimf(
+        model=job.model, dataset=job.dataset, config_file_list=list(job.config_files) or None,
+        config_dict=dict(job.overrides),
+    )
+    return {k: result[k] for k in ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")}
+
+
+def _run_trials_in_parallel(
+    model: str, dataset: str, config_file_list, config_dict, planned: Sequence[dict], jobs: int, out: Path, seed: int
+) -> List[dict]:
+    """Run the ``planned`` trials ``jobs`` at a time; the finished ones, in the planned order."""
+    logger.info(f"{len(planned)} trials, {jobs} at a time (logs in {out / 'logs'})")
+    threads = cpu_threads_per_job(jobs)
+    results: Dict[int, dict] = {}
+    errors: List[str] = []
+    with tempfile.TemporaryDirectory(prefix="trials-") as checkpoints:
+        work = [
+            Job(
+                model=model, seed=seed, dataset=dataset, config_files=tuple(config_file_list or ()),
+                # Each trial its own checkpoint folder: RecBole names files to the second.
+                overrides=tuple({**(config_dict or {}), **params, "checkpoint_dir": f"{checkpoints}/trial{k}"}.items()),
+                checkpoint_dir=Path(checkpoints) / f"trial{k}", defaults=(),
+                log_file=out / "logs" / f"trial{k}.log", threads=threads, name=f"trial {k}",
+            )
+            for k, params in enumerate(planned, start=1)
+        ]
+
+        number = {job.name: k for k, job in enumerate(work, start=1)}
+
+        def done(job: Job, result: Optional[dict], error: Optional[BaseException]) -> bool:
+            k = number[job.name]
+            params = planned[k - 1]
+            if error is not None:
+                logger.error(f"{job.title} failed ({params}): {type(error).__name__}: {error}")
+                errors.append(f"{job.title}: {type(error).__name__}: {error} (log: {job.log_file})")
+            else:
+                results[k] = {"params": params, **result}
+                logger.info(f"{job.title} done: {params} -> best valid {result['best_valid_score']:.4f}")
+            return True
+
+        run_parallel(work, jobs, done, target=_run_trial)
+    if not results:
+        raise RuntimeError("every trial failed:\n" + "\n".join(errors))
+    return [results[k] for k in sorted(results)]
 
 
 def write_tuned_defaults(folder: Path, name: str, best: dict, trials_dir: Path, params_file: str, algo: str, n_trials: int) -> Path:
