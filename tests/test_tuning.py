@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import pytest
 import yaml
@@ -73,7 +74,7 @@ def test_parallel_trials_run_the_planned_search_and_agree_with_one_by_one(tmp_pa
     assert yaml.safe_load((tmp_path / "parallel" / "best.yaml").read_text()) == best["params"]
 
 
-def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(tmp_path):
+def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(tmp_path, monkeypatch):
     from recbole.trainer.hyper_tuning import HyperTuning
 
     from recbole_eimf.errors import ConfigError
@@ -90,6 +91,10 @@ def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(t
     assert len(planned_trials(grid, seed=2020)) == 12
     with pytest.raises(ConfigError, match="algo exhaustive or random only"):
         run_hyper("ComiRecSA", "ml-100k", str(params), algo="bayes", jobs=2)
+    # A searched key fixed on the command line would win over every trial (RecBole's priority).
+    monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--model=ComiRecSA", "--n_interests=2", "--epochs=1"])
+    with pytest.raises(ConfigError, match=r"--n_interests on the command line would override .*space.hyper"):
+        run_hyper("ComiRecSA", "ml-100k", str(params), algo="random")
 
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.hyper"):

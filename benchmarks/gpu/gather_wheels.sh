@@ -27,6 +27,9 @@ REQUIRED=(
     "texttable"
     "plotly"                # needs narwhals and packaging (on the image)
     "psutil"
+    "hyperopt==0.2.5"       # the tuner (RecBole's pin), and its dependencies below
+    "networkx" "future" "cloudpickle" "six"
+    "setuptools<81"         # pkg_resources, which hyperopt 0.2.5 imports
 )
 # With --all: RecBole's other run-time dependencies and the harness's matplotlib, for a machine
 # that lacks them. The CUDA image has them all, and together they are larger than one carry

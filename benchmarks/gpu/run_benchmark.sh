@@ -17,6 +17,10 @@
 #   RESUME_FROM  a runs.jsonl of an earlier, interrupted run to continue from
 #   PYTHON       the Python that holds CUDA PyTorch (default python3)
 #   ALLOW_CPU=1  run even if PyTorch sees no GPU (for a dry run of this script)
+#   TUNE         a model to tune instead of the benchmark (e.g. TransMI): the project's tuner with
+#                PARAMS_FILE (default props/hyper/<model, lower case>.hyper), ALGO (random),
+#                MAX_EVALS (20), JOBS trials at a time, into props/tuned/; the trials and the tuned
+#                files are copied to $RESULTS_DIR/tuning/
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -40,6 +44,7 @@ fi
 REQUIREMENTS=(
     "pandas<3" "colorlog==4.7.2" "colorama==0.4.4" "thop" "tabulate" "texttable" "tensorboard"
     "matplotlib" "scikit-learn" "scipy" "plotly" "psutil" "pyyaml" "tqdm"
+    "hyperopt==0.2.5" "setuptools<81"
 )
 
 log() { echo "[run_benchmark] $*"; }
@@ -135,6 +140,21 @@ fi
 reference_args=()
 if [[ -n "${REFERENCE:-}" ]]; then reference_args=(--reference="$REFERENCE")
 elif [[ ",$MODELS," == *,SASRec,* ]]; then reference_args=(--reference=SASRec)
+fi
+if [[ -n "${TUNE:-}" ]]; then
+    params_file="${PARAMS_FILE:-props/hyper/$(echo "$TUNE" | tr '[:upper:]' '[:lower:]').hyper}"
+    [[ -s "$params_file" ]] || die "no search space $params_file: set PARAMS_FILE"
+    log "tuning $TUNE on $DATASET over $params_file (${ALGO:-random}, ${MAX_EVALS:-20} trials, $JOBS at a time)"
+    status=0
+    "$PYTHON" run_recbole_eimf.py --model="$TUNE" --dataset="$DATASET" --params_file="$params_file" \
+        --algo="${ALGO:-random}" --max_evals="${MAX_EVALS:-20}" --jobs="$JOBS" --tuned_dir=props/tuned \
+        --data_path=.data "${gpu_args[@]}" "$@" || status=$?
+    mkdir -p "$RESULTS_DIR/tuning"
+    cp -r "hyper/$TUNE-$DATASET" "$RESULTS_DIR/tuning/" 2>/dev/null || true
+    cp -r "props/tuned/$DATASET" "$RESULTS_DIR/tuning/tuned-$DATASET" 2>/dev/null || true
+    rm -f "$stamp"
+    log "done (exit $status): $RESULTS_DIR/tuning (commit props/tuned/$DATASET/ from there)"
+    exit "$status"
 fi
 log "benchmark on $DATASET: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
