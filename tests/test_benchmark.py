@@ -131,6 +131,10 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
     with pytest.raises(SystemExit):  # training beside another folder's records is refused
         main(argv + [f"--output_dir={table}", f"--runs_from={out}"])
     assert "add --report_only=True" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a reference that is not run fails before any folder is made
+        main(argv + [f"--output_dir={workdir / 'nowhere'}", "--reference=SINE"])
+    assert "--reference=SINE is not among --models" in capsys.readouterr().err
+    assert not (workdir / "nowhere").exists()
     with pytest.raises(BenchmarkSetupError, match=r"runs_from: no runs.jsonl in .*nowhere"):
         run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=table, overrides=SMALL, report_only=True,
                       runs_from=[workdir / "nowhere"])

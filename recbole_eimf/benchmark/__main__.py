@@ -132,6 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     overrides = parse_overrides(parser, extra)
     if args.runs_from and not args.report_only:
         parser.error("--runs_from reads other folders' runs for a report: add --report_only=True")
+    if args.reference is not None and args.reference not in args.models:
+        parser.error(f"--reference={args.reference} is not among --models")
     output_dir = Path(args.output_dir) if args.output_dir else Path("benchmark_results") / args.dataset
     config_files = args.config_files.split() if args.config_files else []
     try:
