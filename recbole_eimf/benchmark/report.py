@@ -212,11 +212,17 @@ def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:+.1f}%"
 
 
-def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, intro: str, base_column: str) -> str:
+def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, ratio: str, base_column: str) -> str:
+    """A table of :func:`_compare` entries under ``## title``, or ``""`` when there are none;
+    ``ratio`` names the time ratios (e.g. ``EIMF / backbone``)."""
+    if not comparisons:
+        return ""
     lines = [
         f"## {title}",
         "",
-        intro,
+        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
+        f"those seeds, one seed at a time); time ratios are {ratio}: training seconds per epoch, "
+        "and full-sort inference on the test split.",
         "",
         f"| Model | {base_column} | Seeds | " + " | ".join(t for _, t in SUMMARY_METRICS[:4])
         + " | train s/epoch ratio | inference ratio |",
@@ -242,31 +248,15 @@ def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, intr
 
 def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> str:
     """The table of :func:`paired_comparisons`, or ``""`` when no EIMF run has its backbone beside it."""
-    comparisons = paired_comparisons(records, models)
-    if not comparisons:
-        return ""
     return _comparison_markdown(
-        comparisons,
-        "EIMF against its backbone",
-        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
-        "those seeds, one seed at a time); time ratios are EIMF / backbone: training seconds per epoch, "
-        "and full-sort inference on the test split.",
-        "Backbone",
+        paired_comparisons(records, models), "EIMF against its backbone", "EIMF / backbone", "Backbone"
     )
 
 
 def reference_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str) -> str:
     """The table of :func:`reference_comparisons`, or ``""`` when the reference has no run."""
-    comparisons = reference_comparisons(records, models, reference)
-    if not comparisons:
-        return ""
     return _comparison_markdown(
-        comparisons,
-        f"Against {reference}",
-        "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
-        f"those seeds, one seed at a time); time ratios are model / {reference}: training seconds per "
-        "epoch, and full-sort inference on the test split.",
-        "Reference",
+        reference_comparisons(records, models, reference), f"Against {reference}", f"model / {reference}", "Reference"
     )
 
 

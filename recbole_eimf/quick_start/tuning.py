@@ -71,13 +71,6 @@ def run_hyper(
     """
     if not Path(params_file).is_file():
         raise FileNotFoundError(f"params_file [{params_file}] does not exist")
-    fixed = sorted(_searched_keys(params_file) & _command_line_keys())
-    if fixed:
-        # RecBole's Config puts --key=value above config_dict: every trial would silently get it.
-        raise ConfigError(
-            f"{', '.join('--' + k for k in fixed)} on the command line would override every trial's value from "
-            f"params_file [{params_file}]: drop it from the command, or from the search space"
-        )
     if jobs > 1 and algo not in PARALLEL_ALGOS:
         raise ConfigError(f"jobs={jobs}: trials run in parallel with algo {' or '.join(PARALLEL_ALGOS)} only "
                          f"({algo!r} chooses each trial from the results before it)")
@@ -106,6 +99,13 @@ def run_hyper(
         max_evals=max_evals,
         early_stop=early_stop,
     )
+    fixed = sorted(set(tuner.space) & _command_line_keys())
+    if fixed:
+        # RecBole's Config puts --key=value above config_dict: every trial would silently get it.
+        raise ConfigError(
+            f"{', '.join('--' + k for k in fixed)} on the command line would override every trial's value from "
+            f"params_file [{params_file}]: drop it from the command, or from the search space"
+        )
     out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
     if jobs > 1:
         planned = planned_trials(tuner, int(base_config["seed"]))
@@ -139,12 +139,6 @@ def run_hyper(
 
 
 PARALLEL_ALGOS = ("exhaustive", "random")
-
-
-def _searched_keys(params_file: str) -> set:
-    """The config keys a RecBole params file varies (``name type values``, one a line)."""
-    lines = Path(params_file).read_text(encoding="utf-8").splitlines()
-    return {line.split()[0] for line in lines if len(line.split()) >= 3}
 
 
 def _command_line_keys() -> set:
