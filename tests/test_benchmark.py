@@ -409,7 +409,7 @@ def test_shipped_feature_model_overrides_name_loaded_fields():
         assert field in load_col["item"]
 
 
-def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdir):
+def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdir, monkeypatch):
     """A yaml with a `model:` key is a variant: its label in the tables, its model and settings in
     the run. EIMF variants of one output folder build ESIM's targets once, under <output_dir>/esim."""
     model_dir = workdir / "per_model"
@@ -454,6 +454,37 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
         assert "test result" in log_text
     assert len(list((par / "esim").glob("ml-100k/targets/*/interests.md"))) == 1
     assert "| EIMF-DR | ComiRecDR | 1 |" in (par / "results.md").read_text()
+
+    # The ESIM seed a run used is recorded for EIMF (the folder's first seed by default) and not
+    # for a model without ESIM, so that seed 2021 added later with --esim_seed=2020 is the run
+    # that seeds 2020,2021 make by default, and ComiRecDR's runs ignore the key.
+    assert runs[("EIMF-DR", 2021)]["settings"]["overrides"]["esim_seed"] == 2020
+    assert "esim_seed" not in runs[("ComiRecDR", 2021)]["settings"]["overrides"]
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    for extra in ({"esim_seed": 2020}, {"esim_seed": "2020"}):
+        summary = run_benchmark(
+            "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2021], output_dir=out, overrides={**overrides, **extra},
+            model_config_dir=model_dir,
+        )
+        assert summary.skipped == [("ComiRecDR", 2021), ("EIMF-DR", 2021)] and not summary.trained
+    # Seeds 2021 alone default to ESIM seed 2021: other semantic targets, so EIMF-DR's run is
+    # stale; ComiRecDR's is not.
+    with pytest.raises(BenchmarkSetupError, match=r"EIMF-DR seed 2021: esim_seed: 2020 -> 2021") as err:
+        run_benchmark(
+            "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2021], output_dir=out, overrides=overrides,
+            model_config_dir=model_dir,
+        )
+    assert "ComiRecDR seed" not in str(err.value)
+    # Records written before the harness kept the ESIM seed ran with their folder's default.
+    legacy = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    for record in legacy:
+        record["settings"]["overrides"].pop("esim_seed", None)
+    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    summary = run_benchmark(
+        "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2020, 2021], output_dir=out, overrides=overrides,
+        model_config_dir=model_dir,
+    )
+    assert len(summary.skipped) == 4 and not summary.trained
 
 
 def test_variant_naming_an_unknown_model_fails_before_training(workdir, monkeypatch):

@@ -280,11 +280,26 @@ def build_config(
     return config
 
 
+def with_esim_seed(settings: Mapping[str, Any], esim_seed: Optional[int]) -> Dict[str, Any]:
+    """``settings`` with the ESIM seed its run used: for a model that runs ESIM, the recorded
+    ``esim_seed``, or ``esim_seed`` (the folder's default: its first seed) where none was recorded;
+    for one that does not (``esim_seed`` None), no ESIM seed at all, since it changes nothing there.
+    So a seed-2022 run given ``--esim_seed=2020`` matches a rerun of seeds 2020-2022 that takes
+    the default, and SASRec given ``--esim_seed`` matches SASRec without it."""
+    overrides = dict(settings.get("overrides") or {})
+    if esim_seed is None:
+        overrides.pop("esim_seed", None)
+    else:
+        overrides.setdefault("esim_seed", esim_seed)
+    return {**settings, "overrides": overrides}
+
+
 def _model_settings(
-    model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any]
-) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """A model's run settings, with the default and tuned yaml its Config loads, and its config
-    fallbacks (:func:`model_fallbacks`). Nothing is trained."""
+    model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any], esim_seed: int
+) -> Tuple[Dict[str, Any], Dict[str, Any], Optional[int]]:
+    """A model's run settings, with the default and tuned yaml its Config loads; its config
+    fallbacks (:func:`model_fallbacks`); and the folder's default ESIM seed (``esim_seed``) if the
+    model runs ESIM, else None (see :func:`with_esim_seed`). Nothing is trained."""
     config = build_config(model_name, dataset, 0, files, overrides, Path("."))
     settings = run_settings(
         dataset,
@@ -294,7 +309,8 @@ def _model_settings(
         defaults=[Path(path) for path in config["plugin_defaults_files"] or []],
     )
     backbone = config["backbone"] if isinstance(config["backbone"], str) else None
-    return settings, model_fallbacks(config["model"], backbone)
+    default_esim_seed = esim_seed if config["model"] == "EIMF" else None
+    return with_esim_seed(settings, default_esim_seed), model_fallbacks(config["model"], backbone), default_esim_seed
 
 
 def run_one(
@@ -509,7 +525,7 @@ def run_benchmark(
     esim_defaults = {"esim_cache_dir": str(output_dir / ESIM_DIR), "esim_seed": seeds[0]}
     files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
     settings_per_model = {
-        m: _model_settings(m, dataset, files_per_model[m], overrides) for m in models
+        m: _model_settings(m, dataset, files_per_model[m], overrides, esim_defaults["esim_seed"]) for m in models
     }
 
     store = RunStore(output_dir / RUNS_FILE)
@@ -518,7 +534,8 @@ def run_benchmark(
     for model in models:
         for seed in seeds:
             record = records.get(run_key(model, seed))
-            old, (new, fallbacks) = (record or {}).get("settings") or {}, settings_per_model[model]
+            new, fallbacks, esim_seed = settings_per_model[model]
+            old = with_esim_seed((record or {}).get("settings") or {}, esim_seed)
             if record is not None and not same_settings(old, new, fallbacks):
                 conflicts.append(f"  {model} seed {seed}: {_settings_diff(old, new, fallbacks)}")
     if conflicts and report_only:
