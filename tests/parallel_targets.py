@@ -1,4 +1,4 @@
-"""A stand-in for a benchmark run, for tests of ``recbole_eimf.benchmark.parallel`` (module level:
+"""A stand-in for a benchmark run, for tests of ``recbole_eimf.process_pool`` (module level:
 spawned processes import it by name; nothing heavy is imported)."""
 
 import os

@@ -573,7 +573,7 @@ def test_a_worker_exits_soon_after_its_parent_is_killed(tmp_path):
     ready = tmp_path / "ready"
     worker = (
         "import pathlib, sys, time\n"
-        "from recbole_eimf.benchmark.parallel import exit_with_parent\n"
+        "from recbole_eimf.process_pool import exit_with_parent\n"
         "exit_with_parent(int(sys.argv[1]), interval=0.1)\n"
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(120)\n"
@@ -610,7 +610,7 @@ def test_a_killed_run_fails_alone_and_the_others_finish(tmp_path):
     beside and after it still finish and report (before, the dead process hung the benchmark)."""
     from parallel_targets import die_fail_or_answer
 
-    from recbole_eimf.benchmark.parallel import Job, WorkerDied, run_parallel
+    from recbole_eimf.process_pool import Job, WorkerDied, run_parallel
 
     jobs = [
         Job(model="M", seed=seed, dataset="d", config_files=(), overrides=(), checkpoint_dir=tmp_path,

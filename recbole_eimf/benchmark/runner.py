@@ -41,7 +41,8 @@ import torch
 import yaml
 
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
-from recbole_eimf.benchmark.parallel import LOGS_DIR, cpu_threads_per_job, make_jobs, run_parallel
+from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
+from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import Config, command_line_value
@@ -492,7 +493,7 @@ def run_benchmark(
     line or already typed). ``model_config_dir`` (default ``props/benchmark``) holds per-model
     yaml overrides. A run that raises is logged and retried on the next call; with
     ``stop_on_error`` it ends the benchmark instead. ``jobs`` > 1 runs that many at a time, each in
-    its own process (:mod:`recbole_eimf.benchmark.parallel`), after building ESIM's targets once.
+    its own process (:mod:`recbole_eimf.process_pool`), after building ESIM's targets once.
     ``report_only`` trains nothing: it writes the reports of the finished runs among those asked for
     (e.g. one table over runs made by several commands in one folder), including runs made with
     other settings than the current ones, which it names in a warning. ``runs_from`` (with
@@ -638,6 +639,7 @@ def run_benchmark(
             make_jobs(todo, dataset, files_per_model, overrides, checkpoint_dir, esim_defaults, output_dir, threads),
             jobs,
             lambda job, record, error: finish(job.model, job.seed, record, error),
+            target=run_job,
         )
     else:
         for model, seed in todo:

@@ -34,7 +34,7 @@ import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
 
-from recbole_eimf.benchmark.parallel import Job, cpu_threads_per_job, run_parallel, worker_setup
+from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.config import Config
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
@@ -191,7 +191,7 @@ def _build_esim_once(model: str, dataset: str, config_file_list, config_dict, pl
 
 
 def _run_trial(job: Job) -> dict:
-    """Body of one trial's process (:func:`recbole_eimf.benchmark.parallel.run_parallel`)."""
+    """Body of one trial's process (:func:`recbole_eimf.process_pool.run_parallel`)."""
     worker_setup(job)
     result = run_recbole_eimf(
         model=job.model, dataset=job.dataset, config_file_list=list(job.config_files) or None,
