@@ -42,11 +42,11 @@ import yaml
 
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
-from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import ensure_dataset
+from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import get_model, get_trainer, props_dir
 
