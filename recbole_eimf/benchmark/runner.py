@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -446,6 +446,7 @@ def _records_from(folders: Sequence[Union[str, Path]], report_only: bool) -> Dic
 
 def _build_esim_once(
     todo: Sequence[Tuple[str, int]],
+    esim_models: Collection[str],
     dataset: str,
     files_per_model: Mapping[str, Sequence[Path]],
     overrides: Mapping[str, Any],
@@ -457,7 +458,7 @@ def _build_esim_once(
     once (variants may ask for other ESIM settings); labels that share settings hit the cache."""
     seen = set()
     for model, seed in todo:
-        if model in seen or model_class_name(model, files_per_model[model]) != "EIMF":
+        if model in seen or model not in esim_models:
             continue
         seen.add(model)
         from recbole_eimf.data import create_dataset
@@ -632,7 +633,9 @@ def run_benchmark(
     if jobs > 1 and len(todo) > 1:
         # Seed-major order: a benchmark cut short still has every model on its first seed.
         todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
-        _build_esim_once(todo, dataset, files_per_model, overrides, esim_defaults, checkpoint_dir)
+        # The models whose settings carry an ESIM seed are those that run ESIM (_model_settings).
+        esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
+        _build_esim_once(todo, esim_models, dataset, files_per_model, overrides, esim_defaults, checkpoint_dir)
         threads = cpu_threads_per_job(jobs)
         logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
         run_parallel(

@@ -34,9 +34,9 @@ import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
 
-from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.config import Config
 from recbole_eimf.errors import ConfigError
+from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
 from recbole_eimf.utils import tuned_name
 
