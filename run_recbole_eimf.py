@@ -28,6 +28,8 @@ if __name__ == "__main__":
     parser.add_argument("--tuned_dir", type=str, default=None,
                         help="tuning: also write the best parameters as the model's tuned defaults "
                              "(<tuned_dir>/<dataset>/<model>.yaml; props/tuned is what runs load)")
+    parser.add_argument("--output_dir", type=str, default=None,
+                        help="tuning: folder of the trials (default hyper/<model>-<dataset>); a stopped search resumes there")
     parser.add_argument("--jobs", type=int, default=1,
                         help="tuning: trials at a time, each in its own process (exhaustive and random search)")
     parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
@@ -54,7 +56,8 @@ if __name__ == "__main__":
         try:
             tuned = run_hyper(
                 args.model, args.dataset, args.params_file, config_file_list=config_file_list,
-                algo=args.algo, max_evals=args.max_evals, tuned_dir=args.tuned_dir, jobs=args.jobs,
+                algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
+                jobs=args.jobs,
             )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")

@@ -34,6 +34,15 @@ from recbole.config import Config as RecBoleConfig
 from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
 
 
+# Keys that say where or how visibly a run happens, not what it computes: a rerun of a benchmark or
+# a search may change them (e.g. another GPU or data folder) and still reuse its finished runs.
+PLACEMENT_KEYS = {
+    "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
+    "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
+    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir",
+}
+
+
 def command_line_value(value: Any) -> Any:
     """A ``--key=value`` value as a Python literal where it reads as one (``1``, ``0.5``,
     ``[1, 2]``, ``True``; also ``true``/``false``), else the string itself. Non-strings pass."""

@@ -75,6 +75,25 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     assert (tmp_path / "tuned" / "ml-100k" / "ComiRecSA.hyper").read_text() == (tmp_path / "space.hyper").read_text()
     assert len(parse_table(proc.stdout)) == 9
 
+    # The same search again, now two at a time: both trials come from trials.jsonl, none trains.
+    trials = tmp_path / "hyper" / "ComiRecSA-ml-100k" / "trials.jsonl"
+    recorded = trials.read_text()
+    again = run_cli(
+        "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=1", "--jobs=2",
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--tuned_dir=tuned", cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert trials.read_text() == recorded and not (trials.parent / "logs").exists()
+    assert parse_table(again.stdout) == parse_table(proc.stdout)
+    # Another budget is another search: refused in that folder, with what differs.
+    other = run_cli(
+        "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=2",
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", cwd=tmp_path,
+    )
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "trials.jsonl holds the trials of another search (epochs: 1 -> 2)" in other.stderr
+    assert "--output_dir" in other.stderr
+
 
 def test_default_run_is_eimf_with_esim_first(tmp_path):
     proc = run_cli(

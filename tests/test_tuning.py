@@ -99,3 +99,60 @@ def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(t
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.hyper"):
         run_hyper("ComiRecSA", "ml-100k", str(tmp_path / "nope.hyper"))
+
+
+def test_a_search_started_again_reuses_its_finished_trials_and_refuses_another_search(tmp_path, monkeypatch):
+    """trials.jsonl keeps every finished trial as it ends; the same search in the same folder trains
+    only what is missing (here: a trial lost to a kill), another search there is refused."""
+    import recbole_eimf.quick_start.tuning as tuning
+    from recbole_eimf.errors import ConfigError
+
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    out = tmp_path / "out"
+    first = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1}, output_dir=str(out))
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "search" in json.loads(lines[0])
+    assert [json.loads(line)["params"] for line in lines[1:]] == [t["params"] for t in first["trials"]]
+
+    # Killed after its first trial: the second's record never written, the first's whole.
+    (out / "trials.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    trained = []
+    real = tuning.run_recbole_eimf
+
+    def counting(**kwargs):
+        trained.append(kwargs["config_dict"]["n_interests"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(tuning, "run_recbole_eimf", counting)
+    again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1}, output_dir=str(out))
+    assert trained == [first["trials"][1]["params"]["n_interests"]]  # only the lost trial
+    assert [t["best_valid_score"] for t in again["trials"]] == pytest.approx([t["best_valid_score"] for t in first["trials"]])
+    assert again["best"]["params"] == first["best"]["params"]
+    with open(out / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+    # More epochs is another search: its trials would not be comparable with these.
+    with pytest.raises(ConfigError, match=r"trials.jsonl holds the trials of another search \(epochs: 1 -> 2\)"):
+        run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 2}, output_dir=str(out))
+    assert trained == [first["trials"][1]["params"]["n_interests"]]
+
+
+def test_parallel_search_resumes_only_the_trials_it_lacks(tmp_path):
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,2,3]\n")
+    out = tmp_path / "out"
+    settings = {**SMALL, "epochs": 1}
+    full = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), jobs=2)
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line).get("params", {}).get("n_interests") != 2]
+    (out / "trials.jsonl").write_text("\n".join(kept) + "\n" + lines[-1][:20])  # and a torn last line
+    for log in (out / "logs").iterdir():
+        log.unlink()
+    again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), jobs=2)
+    order = [t["params"]["n_interests"] for t in full["trials"]]  # the planned order
+    assert sorted(order) == [1, 2, 3]
+    # Only the lost trial trained, numbered as in the planned search.
+    assert [p.name for p in (out / "logs").iterdir()] == [f"trial{order.index(2) + 1}.log"]
+    assert [t["params"]["n_interests"] for t in again["trials"]] == order
+    assert [t["best_valid_score"] for t in again["trials"]] == pytest.approx([t["best_valid_score"] for t in full["trials"]])

@@ -12,9 +12,12 @@
 #   MODELS       models to run (default: each backbone next to EIMF on it, then RecBole's baselines)
 #   SEEDS        seeds (default 2020,2021,2022)
 #   JOBS         runs at a time on the one GPU, each its own process (default 12; 1 = one by one)
-#   RESULTS_DIR  output folder (default $OUT/amazon-beauty when OUT is set, else
-#                benchmark_results/amazon-beauty in the repository)
-#   RESUME_FROM  a runs.jsonl of an earlier, interrupted run to continue from
+#   RESULTS_DIR  output folder (default benchmark_results/<dataset> in the repository)
+#   OUT          set on the workplace's device machine: what comes back from there is packed into
+#                $OUT/<dataset>/ as at most four files (README: "What comes back")
+#   TIME_LIMIT_S stop the benchmark or the search this many seconds after the script started,
+#                keeping every finished run or trial (the reports are rebuilt from them)
+#   RESUME_FROM  an earlier, interrupted run's runs.jsonl (with TUNE: its trials.jsonl) to continue from
 #   PYTHON       the Python that holds CUDA PyTorch (default python3)
 #   ALLOW_CPU=1  run even if PyTorch sees no GPU (for a dry run of this script)
 #   TUNE         a model to tune instead of the benchmark (e.g. TransMI): the project's tuner with
@@ -35,10 +38,7 @@ SEEDS="${SEEDS:-2020,2021,2022}"
 # One small recommender leaves a GPU mostly idle (RecBole's batches are built on one CPU core), so
 # several runs share it; 12 leaves a core each on a 16-core machine.
 JOBS="${JOBS:-12}"
-if [[ -n "${RESULTS_DIR:-}" ]]; then :
-elif [[ -n "${OUT:-}" ]]; then RESULTS_DIR="$OUT/$DATASET"
-else RESULTS_DIR="$REPO/benchmark_results/$DATASET"
-fi
+RESULTS_DIR="${RESULTS_DIR:-$REPO/benchmark_results/$DATASET}"
 # What the project needs at run time besides torch and numpy (pyproject.toml's dependencies).
 # pip keeps each one that is installed in a matching version, and takes the rest from .whl/.
 REQUIREMENTS=(
@@ -49,6 +49,36 @@ REQUIREMENTS=(
 
 log() { echo "[run_benchmark] $*"; }
 die() { echo "[run_benchmark] error: $*" >&2; exit 1; }
+
+# Runs "$@" until TIME_LIMIT_S seconds after this script started (no limit when unset). timeout
+# signals the command's whole process group, so parallel runs stop with it; finished runs and
+# trials are already on disk (runs.jsonl, trials.jsonl are appended as each one ends).
+limited() {
+    if [[ -z "${TIME_LIMIT_S:-}" ]]; then "$@"; return; fi
+    local left=$(( TIME_LIMIT_S - SECONDS ))
+    (( left > 0 )) || { log "TIME_LIMIT_S=$TIME_LIMIT_S already spent before the run started"; return 124; }
+    log "time limit: $left s from now (TIME_LIMIT_S=$TIME_LIMIT_S)"
+    timeout "$left" "$@"
+}
+
+# The device machine returns at most 8 files from $OUT, at most two folders down and 16 MiB each:
+# the files to read at once go to $OUT/<dataset>/ as they are, the whole folder as one archive
+# (without checkpoints and the ESIM cache, which a later run rebuilds).
+deliver() {  # deliver <archive name> <folder> <file to copy as is>...
+    [[ -n "${OUT:-}" ]] || return 0
+    local name="$1" folder="$2" dest="$OUT/$DATASET" f
+    shift 2
+    mkdir -p "$dest"
+    for f in "$@"; do
+        if [[ -f "$f" ]]; then cp "$f" "$dest/"; fi
+    done
+    tar -C "$(dirname "$folder")" --exclude=checkpoints --exclude=esim -czf "$dest/$name" "$(basename "$folder")" \
+        || log "warning: packing $folder into $dest/$name failed"
+    for f in "$dest"/*; do
+        (( $(stat -c %s "$f") <= 16 * 1024 * 1024 )) || log "warning: $f is over 16 MiB and will not come back"
+    done
+    log "packed for the way back: $(cd "$dest" && ls | paste -sd' ') in $dest"
+}
 
 stage_data() {
     # The atomic files only (not raw/), into the git-ignored .data/ that travels with the tree.
@@ -144,27 +174,42 @@ fi
 if [[ -n "${TUNE:-}" ]]; then
     params_file="${PARAMS_FILE:-props/hyper/$(echo "$TUNE" | tr '[:upper:]' '[:lower:]').hyper}"
     [[ -s "$params_file" ]] || die "no search space $params_file: set PARAMS_FILE"
+    trials_dir="hyper/$TUNE-$DATASET"  # the tuner's output folder (its default)
+    if [[ -n "${RESUME_FROM:-}" && ! -e "$trials_dir/trials.jsonl" ]]; then
+        mkdir -p "$trials_dir" && cp "$RESUME_FROM" "$trials_dir/trials.jsonl"
+        log "resuming the search from $RESUME_FROM (its finished trials are not trained again)"
+    fi
     log "tuning $TUNE on $DATASET over $params_file (${ALGO:-random}, ${MAX_EVALS:-20} trials, $JOBS at a time)"
     status=0
-    "$PYTHON" run_recbole_eimf.py --model="$TUNE" --dataset="$DATASET" --params_file="$params_file" \
+    limited "$PYTHON" run_recbole_eimf.py --model="$TUNE" --dataset="$DATASET" --params_file="$params_file" \
         --algo="${ALGO:-random}" --max_evals="${MAX_EVALS:-20}" --jobs="$JOBS" --tuned_dir=props/tuned \
         --data_path=.data "${gpu_args[@]}" "$@" || status=$?
+    (( status != 124 )) || log "stopped at the time limit: the finished trials are in $trials_dir/trials.jsonl (RESUME_FROM it)"
     mkdir -p "$RESULTS_DIR/tuning"
-    cp -r "hyper/$TUNE-$DATASET" "$RESULTS_DIR/tuning/" 2>/dev/null || true
+    cp -r "$trials_dir" "$RESULTS_DIR/tuning/" 2>/dev/null || true
     cp -r "props/tuned/$DATASET" "$RESULTS_DIR/tuning/tuned-$DATASET" 2>/dev/null || true
+    deliver "tuning-$TUNE.tar.gz" "$RESULTS_DIR/tuning" "$trials_dir/trials.md" "$trials_dir/trials.jsonl"
     rm -f "$stamp"
     log "done (exit $status): $RESULTS_DIR/tuning (commit props/tuned/$DATASET/ from there)"
     exit "$status"
 fi
 log "benchmark on $DATASET: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
-"$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" --jobs="$JOBS" \
-    --data_path=.data "${gpu_args[@]}" "${reference_args[@]}" --output_dir="$RESULTS_DIR" "$@" || status=$?
+benchmark_args=(--dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" --data_path=.data "${gpu_args[@]}"
+    "${reference_args[@]}" --output_dir="$RESULTS_DIR" "$@")
+limited "$PYTHON" -m recbole_eimf.benchmark "${benchmark_args[@]}" --jobs="$JOBS" || status=$?
+if (( status == 124 )); then
+    # A report may have been cut mid-write: rebuild every report from the finished runs.
+    log "stopped at the time limit: reports from the finished runs in $RESULTS_DIR/runs.jsonl (RESUME_FROM it)"
+    "$PYTHON" -m recbole_eimf.benchmark "${benchmark_args[@]}" --report_only=True >/dev/null 2>&1 \
+        || log "no finished run to report yet"
+fi
 
 # RecBole writes one log per run under ./log: keep this invocation's, packed into one file.
 if [[ -d log ]]; then
     find log -type f -newer "$stamp" -print0 | tar --null -czf "$RESULTS_DIR/recbole_logs.tar.gz" -T - || true
 fi
 rm -f "$stamp"
+deliver results.tar.gz "$RESULTS_DIR" "$RESULTS_DIR/results.md" "$RESULTS_DIR/runs.jsonl" "$RESULTS_DIR/benchmark.log"
 log "done (exit $status): $RESULTS_DIR"
 exit "$status"

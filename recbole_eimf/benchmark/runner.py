@@ -44,7 +44,7 @@ from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
-from recbole_eimf.config import Config, command_line_value
+from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
@@ -64,13 +64,6 @@ RESERVED_KEYS = {
     "dataset": "name the dataset with --dataset",
     "seed": "name the seeds with --seeds",
     "checkpoint_dir": "each run gets its own folder under <output_dir>/checkpoints",
-}
-# Keys that say where or how visibly a run happens, not what it computes: a rerun may change them
-# (e.g. another GPU or data folder) and still resume the finished runs.
-PLACEMENT_KEYS = {
-    "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
-    "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
-    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir",
 }
 
 

@@ -17,25 +17,33 @@ With ``tuned_dir`` (``--tuned_dir=props/tuned``) the best parameters also become
 defaults on the dataset, ``<tuned_dir>/<dataset>/<name>.yaml``, which :class:`~recbole_eimf.config.Config`
 loads for every later run, with the search space (``<name>.hyper``) and the trials
 (``<name>-trials.md``) beside them.
+
+Every finished trial is appended to ``trials.jsonl`` in the output folder at once (and the tables
+rewritten), so a search stopped midway (a time limit, a crash) keeps its finished trials, and the
+same search started again in the same folder reuses them instead of training them again: only
+trials with the same parameters under the same search (space, algorithm, and every resolved
+setting but where the run happens) count; a folder holding another search's trials is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
 
-from recbole_eimf.config import Config
+from recbole_eimf.config import PLACEMENT_KEYS, Config
 from recbole_eimf.errors import ConfigError
+from recbole_eimf.jsonl import append_record, read_records
 from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
 from recbole_eimf.utils import tuned_name
@@ -77,10 +85,25 @@ def run_hyper(
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     name = tuned_name(base_config["model"], base_config["backbone"])
+    out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
+    log = TrialLog(out / TRIALS_FILE, search_settings(base_config, algo, params_file))
+    earlier = log.load()
+    if earlier:
+        logger.info(f"{len(earlier)} finished trial(s) of this search in {log.path}: reused, not trained again")
     trials: list[dict] = []
+
+    def finished(trial: dict) -> None:
+        trials.append(trial)
+        log.add(trial)
+        write_trials(trials, out)
 
     def objective(params: dict, fixed_config_file_list) -> dict:
         params = {k: _plain(v) for k, v in params.items()}
+        done = next((t for t in earlier if t["params"] == params), None)
+        if done is not None:
+            logger.info(f"trial {len(trials) + 1}: {params} (finished before: {log.path})")
+            trials.append(done)
+            return {"model": model, **{k: done[k] for k in RESULT_KEYS}}
         logger.info(f"trial {len(trials) + 1}: {params}")
         result = run_recbole_eimf(
             model=model,
@@ -88,7 +111,7 @@ def run_hyper(
             config_file_list=fixed_config_file_list,
             config_dict={**(config_dict or {}), **params},
         )
-        trials.append({"params": params, **result})
+        finished({"params": params, **{k: result[k] for k in RESULT_KEYS}})
         return {"model": model, **result}
 
     tuner = HyperTuning(
@@ -106,18 +129,23 @@ def run_hyper(
             f"{', '.join('--' + k for k in fixed)} on the command line would override every trial's value from "
             f"params_file [{params_file}]: drop it from the command, or from the search space"
         )
-    out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
     if jobs > 1:
         planned = planned_trials(tuner, int(base_config["seed"]))
+        numbered = dict(enumerate(planned, start=1))  # a trial's number: its place in the planned search
+        reused = {k: t for t in earlier for k, params in numbered.items() if t["params"] == params}
+        todo = {k: params for k, params in numbered.items() if k not in reused}
         shared = dict(config_dict or {})
-        if base_config["model"] == "EIMF":
+        if base_config["model"] == "EIMF" and todo:
             if not base_config["esim_cache_dir"]:
                 # Its default follows checkpoint_dir, which differs per trial: name the one cache.
                 shared["esim_cache_dir"] = str(Path(base_config["checkpoint_dir"]) / "esim")
-            _build_esim_once(model, dataset, config_file_list, shared, planned)
-        trials = _run_trials_in_parallel(
-            model, dataset, config_file_list, shared, planned, jobs, out, int(base_config["seed"])
-        )
+            _build_esim_once(model, dataset, config_file_list, shared, list(todo.values()))
+        trials.extend(reused.values())
+        new = _run_trials_in_parallel(
+            model, dataset, config_file_list, shared, todo, jobs, out, int(base_config["seed"]), finished
+        ) if todo else {}
+        found = {**reused, **new}
+        trials = [found[k] for k in sorted(found)]  # the planned order, whatever order they finished in
     else:
         tuner.run()
 
@@ -139,6 +167,67 @@ def run_hyper(
 
 
 PARALLEL_ALGOS = ("exhaustive", "random")
+TRIALS_FILE = "trials.jsonl"
+# What a trial's record keeps of its run (run_recbole_eimf's result).
+RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
+# Resolved settings that name where a trial runs or where its files go, not what it computes, and
+# the tuner's own command-line options (RecBole's Config reads every --key=value): a search may be
+# started again with more trials or jobs and still reuse its finished trials.
+_LOCAL_KEYS = PLACEMENT_KEYS | {
+    "checkpoint_dir", "device", "plugin_defaults_files", "tuned_defaults_files",
+    "config_files", "params_file", "algo", "max_evals", "output_dir", "tuned_dir", "jobs",
+}
+
+
+def search_settings(config: Config, algo: str, params_file: str) -> Dict[str, Any]:
+    """What must match for a trial recorded in a tuning folder to count for a search started
+    again: the search space (by content), the algorithm, and every resolved setting of the base
+    config (seed, fixed ``--key=value``, tuned defaults, ...) except where runs happen."""
+    settings = {k: v for k, v in config.final_config_dict.items() if k not in _LOCAL_KEYS}
+    search = {"algo": algo, "space": Path(params_file).read_text(encoding="utf-8"), "settings": settings}
+    # Through json, so that a fresh value compares equal to one read back from the file.
+    return json.loads(json.dumps(search, sort_keys=True, default=str))
+
+
+class TrialLog:
+    """``trials.jsonl`` of a tuning folder: a header line naming the search, then one line per
+    finished trial (module doc)."""
+
+    def __init__(self, path: Path, search: Dict[str, Any]) -> None:
+        self.path = path
+        self.search = search
+
+    def load(self) -> List[dict]:
+        """The finished trials recorded for this search (none for a new folder); refuses a file
+        that records another search."""
+        trials = []
+        for number, record in read_records(self.path):
+            if "search" in record:
+                if record["search"] != self.search:
+                    raise ConfigError(
+                        f"{self.path} holds the trials of another search ({_search_diff(record['search'], self.search)}): "
+                        f"give this one another --output_dir, or delete {self.path} to start that folder over"
+                    )
+            elif "params" in record and all(k in record for k in RESULT_KEYS):
+                trials.append(record)
+            else:
+                logger.warning(f"{self.path}:{number}: ignoring a record that is not a finished trial")
+        return trials
+
+    def add(self, trial: dict) -> None:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            append_record(self.path, {"search": self.search})
+        append_record(self.path, trial)
+
+
+def _search_diff(old: Dict[str, Any], new: Dict[str, Any]) -> str:
+    parts = [f"{key} differs" for key in ("algo", "space") if old.get(key) != new.get(key)]
+    old_s, new_s = old.get("settings", {}), new.get("settings", {})
+    changed = [k for k in sorted(set(old_s) | set(new_s)) if old_s.get(k, "<unset>") != new_s.get(k, "<unset>")]
+    parts += [f"{k}: {old_s.get(k, '<unset>')} -> {new_s.get(k, '<unset>')}" for k in changed[:5]]
+    if len(changed) > 5:
+        parts.append(f"and {len(changed) - 5} more settings")
+    return ", ".join(parts) or "its header differs"
 
 
 def _command_line_keys() -> set:
@@ -197,46 +286,48 @@ def _run_trial(job: Job) -> dict:
         model=job.model, dataset=job.dataset, config_file_list=list(job.config_files) or None,
         config_dict=dict(job.overrides),
     )
-    return {k: result[k] for k in ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")}
+    return {k: result[k] for k in RESULT_KEYS}
 
 
 def _run_trials_in_parallel(
-    model: str, dataset: str, config_file_list, config_dict, planned: Sequence[dict], jobs: int, out: Path, seed: int
-) -> List[dict]:
-    """Run the ``planned`` trials ``jobs`` at a time; the finished ones, in the planned order."""
+    model: str, dataset: str, config_file_list, config_dict, planned: Mapping[int, dict], jobs: int, out: Path,
+    seed: int, finished: Callable[[dict], None],
+) -> Dict[int, dict]:
+    """Run the ``planned`` trials (by their number in the search) ``jobs`` at a time, handing each
+    to ``finished`` as it ends; the finished ones by number."""
     logger.info(f"{len(planned)} trials, {jobs} at a time (logs in {out / 'logs'})")
     threads = cpu_threads_per_job(jobs)
     results: Dict[int, dict] = {}
     errors: List[str] = []
     with tempfile.TemporaryDirectory(prefix="trials-") as checkpoints:
-        work = [
-            Job(
+        work = {
+            f"trial {k}": Job(
                 model=model, seed=seed, dataset=dataset, config_files=tuple(config_file_list or ()),
                 # Each trial its own checkpoint folder: RecBole names files to the second.
                 overrides=tuple({**(config_dict or {}), **params, "checkpoint_dir": f"{checkpoints}/trial{k}"}.items()),
                 checkpoint_dir=Path(checkpoints) / f"trial{k}", defaults=(),
                 log_file=out / "logs" / f"trial{k}.log", threads=threads, name=f"trial {k}",
             )
-            for k, params in enumerate(planned, start=1)
-        ]
-
-        number = {job.name: k for k, job in enumerate(work, start=1)}
+            for k, params in planned.items()
+        }
+        number = {name: k for name, k in zip(work, planned)}
 
         def done(job: Job, result: Optional[dict], error: Optional[BaseException]) -> bool:
             k = number[job.name]
-            params = planned[k - 1]
+            params = planned[k]
             if error is not None:
                 logger.error(f"{job.title} failed ({params}): {type(error).__name__}: {error}")
                 errors.append(f"{job.title}: {type(error).__name__}: {error} (log: {job.log_file})")
             else:
                 results[k] = {"params": params, **result}
+                finished(results[k])
                 logger.info(f"{job.title} done: {params} -> best valid {result['best_valid_score']:.4f}")
             return True
 
-        run_parallel(work, jobs, done, target=_run_trial)
+        run_parallel(list(work.values()), jobs, done, target=_run_trial)
     if not results:
         raise RuntimeError("every trial failed:\n" + "\n".join(errors))
-    return [results[k] for k in sorted(results)]
+    return results
 
 
 def write_tuned_defaults(folder: Path, name: str, best: dict, trials_dir: Path, params_file: str, algo: str, n_trials: int) -> Path:
