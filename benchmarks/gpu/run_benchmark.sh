@@ -158,7 +158,7 @@ install
 check_gpu
 
 mkdir -p "$RESULTS_DIR"
-if [[ -n "${RESUME_FROM:-}" && ! -e "$RESULTS_DIR/runs.jsonl" ]]; then
+if [[ -z "${TUNE:-}" && -n "${RESUME_FROM:-}" && ! -e "$RESULTS_DIR/runs.jsonl" ]]; then
     cp "$RESUME_FROM" "$RESULTS_DIR/runs.jsonl"
     log "resuming from $RESUME_FROM"
 fi

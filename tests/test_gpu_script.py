@@ -1,0 +1,57 @@
+"""benchmarks/gpu/run_benchmark.sh on this CPU (ALLOW_CPU=1, everything already installed, so its
+offline install finds nothing to fetch): what it leaves in $OUT fits the device machine's way back
+(at most 8 files, two folders down, 16 MiB each), and a spent time limit still packs reports
+rebuilt from the finished runs."""
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu" / "run_benchmark.sh"
+SMALL = ["--epochs=1", "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16"]
+
+
+def run_script(tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ, "PYTHON": sys.executable, "ALLOW_CPU": "1", "DATASET": "ml-100k", "MODELS": "ComiRecSA",
+        "SEEDS": "2020", "JOBS": "1", "OUT": str(tmp_path / "out"), "RESULTS_DIR": str(tmp_path / "results"), **env,
+    }
+    return subprocess.run(["bash", str(SCRIPT), *SMALL], env=env, capture_output=True, text=True, timeout=900)
+
+
+def returned(out: Path) -> list:
+    """The files the device machine would bring back from ``out``."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8
+    assert all(len(p.relative_to(out).parts) <= 3 and p.stat().st_size <= 16 * 2**20 for p in files)
+    return sorted(str(p.relative_to(out)) for p in files)
+
+
+def test_gpu_script_packs_what_comes_back_and_reports_after_its_time_limit(tmp_path):
+    proc = run_script(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    back = tmp_path / "out" / "ml-100k"
+    assert returned(tmp_path / "out") == [
+        f"ml-100k/{name}" for name in ("benchmark.log", "results.md", "results.tar.gz", "runs.jsonl")
+    ]
+    assert "| ComiRecSA | 1 |" in (back / "results.md").read_text()
+    with tarfile.open(back / "results.tar.gz") as tar:
+        names = tar.getnames()
+    assert {"results/results.md", "results/runs.jsonl", "results/metrics.png"} <= set(names)
+    assert not any(part in ("checkpoints", "esim") for name in names for part in name.split("/"))
+
+    # The limit is spent before the benchmark starts (by the install): nothing trains, and the
+    # reports are rebuilt from the finished runs and packed all the same.
+    for path in back.iterdir():
+        path.unlink()
+    (tmp_path / "results" / "results.md").unlink()
+    proc = run_script(tmp_path, TIME_LIMIT_S="1")
+    assert proc.returncode == 124, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stopped at the time limit" in proc.stdout
+    assert "| ComiRecSA | 1 |" in (back / "results.md").read_text()
+    assert returned(tmp_path / "out") == [
+        f"ml-100k/{name}" for name in ("benchmark.log", "results.md", "results.tar.gz", "runs.jsonl")
+    ]
