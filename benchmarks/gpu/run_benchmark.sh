@@ -158,10 +158,6 @@ install
 check_gpu
 
 mkdir -p "$RESULTS_DIR"
-if [[ -z "${TUNE:-}" && -n "${RESUME_FROM:-}" && ! -e "$RESULTS_DIR/runs.jsonl" ]]; then
-    cp "$RESUME_FROM" "$RESULTS_DIR/runs.jsonl"
-    log "resuming from $RESUME_FROM"
-fi
 stamp="$(mktemp)"
 gpu_args=(--gpu_id=0)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
@@ -192,6 +188,10 @@ if [[ -n "${TUNE:-}" ]]; then
     rm -f "$stamp"
     log "done (exit $status): $RESULTS_DIR/tuning (commit props/tuned/$DATASET/ from there)"
     exit "$status"
+fi
+if [[ -n "${RESUME_FROM:-}" && ! -e "$RESULTS_DIR/runs.jsonl" ]]; then
+    cp "$RESUME_FROM" "$RESULTS_DIR/runs.jsonl"
+    log "resuming from $RESUME_FROM"
 fi
 log "benchmark on $DATASET: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
