@@ -45,6 +45,9 @@ def test_tuned_dir_writes_defaults_that_later_runs_load(tmp_path, monkeypatch):
     assert tuned["tuned_file"] == str(folder / "EIMF-ComiRecSA.yaml")  # EIMF's file names its backbone
     assert yaml.safe_load((folder / "EIMF-ComiRecSA.yaml").read_text()) == tuned["best"]["params"]
     assert (folder / "EIMF-ComiRecSA.hyper").read_text() == params.read_text()
+    # What every trial ran with but the file does not set, for whoever reads the tuned defaults.
+    header = [line for line in (folder / "EIMF-ComiRecSA.yaml").read_text().splitlines() if line.startswith("#")]
+    assert any("epochs=1" in line and "text_encoder=tfidf" in line and "n_interests" not in line for line in header)
     assert "| n_interests |" in (folder / "EIMF-ComiRecSA-trials.md").read_text()
 
     monkeypatch.setattr(config_module, "tuned_dir", lambda: tuned_dir)
@@ -78,23 +81,45 @@ def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(t
     from recbole.trainer.hyper_tuning import HyperTuning
 
     from recbole_eimf.errors import ConfigError
-    from recbole_eimf.quick_start.tuning import planned_trials
+    from recbole_eimf.quick_start.tuning import planned_trials, space_size
 
     params = tmp_path / "space.hyper"
     params.write_text("n_interests choice [1,2,3,4]\ndropout_prob choice [0.1,0.2,0.3]\n")
     tuner = HyperTuning(lambda *a: None, params_file=str(params), algo="random", max_evals=6)
-    plan = planned_trials(tuner, seed=2020)
-    assert 1 < len(plan) <= 6 and all(plan.count(p) == 1 for p in plan)
+    plan = planned_trials(tuner, seed=2020, space_size=space_size(str(params)))
+    # max_evals distinct trials, although 6 random draws from 12 points repeat some
+    assert len(plan) == 6 and all(plan.count(p) == 1 for p in plan)
     assert all(p["n_interests"] in (1, 2, 3, 4) and p["dropout_prob"] in (0.1, 0.2, 0.3) for p in plan)
-    assert planned_trials(tuner, seed=2020) == plan  # seeded: the same trials on every machine
+    assert planned_trials(tuner, seed=2020, space_size=12) == plan  # seeded: the same trials on every machine
+    longer = HyperTuning(lambda *a: None, params_file=str(params), algo="random", max_evals=9)
+    assert planned_trials(longer, seed=2020, space_size=12)[:6] == plan  # more trials keep the first ones
+    everything = HyperTuning(lambda *a: None, params_file=str(params), algo="random", max_evals=30)
+    assert len(planned_trials(everything, seed=2020, space_size=12)) == 12  # a smaller space: all of it
     grid = HyperTuning(lambda *a: None, params_file=str(params), algo="exhaustive")
-    assert len(planned_trials(grid, seed=2020)) == 12
+    assert len(planned_trials(grid, seed=2020, space_size=12)) == 12
+    assert space_size(str(params)) == 12
+    params.write_text("n_interests choice [1,2]\nlearning_rate uniform 0.001,0.01\n")
+    assert space_size(str(params)) is None
     with pytest.raises(ConfigError, match="algo exhaustive or random only"):
         run_hyper("ComiRecSA", "ml-100k", str(params), algo="bayes", jobs=2)
     # A searched key fixed on the command line would win over every trial (RecBole's priority).
     monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--model=ComiRecSA", "--n_interests=2", "--epochs=1"])
     with pytest.raises(ConfigError, match=r"--n_interests on the command line would override .*space.hyper"):
         run_hyper("ComiRecSA", "ml-100k", str(params), algo="random")
+
+def test_random_search_trains_a_point_drawn_again_once(tmp_path):
+    """In this process, random search answers a repeated draw from the trial it already ran."""
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    out = tmp_path / "out"
+    tuned = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1},
+                      algo="random", max_evals=5, output_dir=str(out))
+    assert sorted(t["params"]["n_interests"] for t in tuned["trials"]) == [1, 3]
+    trained = [line for line in (out / "trials.jsonl").read_text().splitlines() if '"params"' in line]
+    assert len(trained) == 2
+    with open(out / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
 
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.hyper"):

@@ -27,6 +27,7 @@ setting but where the run happens) count; a folder holding another search's tria
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import logging
@@ -99,10 +100,14 @@ def run_hyper(
 
     def objective(params: dict, fixed_config_file_list) -> dict:
         params = {k: _plain(v) for k, v in params.items()}
-        done = next((t for t in earlier if t["params"] == params), None)
+        # Random search draws a discrete space with repeats: a repeat is answered, not trained again.
+        done = next((t for t in earlier + trials if t["params"] == params), None)
         if done is not None:
-            logger.info(f"trial {len(trials) + 1}: {params} (finished before: {log.path})")
-            trials.append(done)
+            if done not in trials:
+                logger.info(f"trial {len(trials) + 1}: {params} (finished before: {log.path})")
+                trials.append(done)
+            else:
+                logger.info(f"{params} drawn again: its result is reused")
             return {"model": model, **{k: done[k] for k in RESULT_KEYS}}
         logger.info(f"trial {len(trials) + 1}: {params}")
         result = run_recbole_eimf(
@@ -130,7 +135,7 @@ def run_hyper(
             f"params_file [{params_file}]: drop it from the command, or from the search space"
         )
     if jobs > 1:
-        planned = planned_trials(tuner, int(base_config["seed"]))
+        planned = planned_trials(tuner, int(base_config["seed"]), space_size(params_file))
         numbered = dict(enumerate(planned, start=1))  # a trial's number: its place in the planned search
         reused = {k: t for t in earlier for k, params in numbered.items() if t["params"] == params}
         todo = {k: params for k, params in numbered.items() if k not in reused}
@@ -153,14 +158,16 @@ def run_hyper(
     bigger = trials[0]["valid_score_bigger"]
     best = (max if bigger else min)(trials, key=lambda t: t["best_valid_score"])
     write_trials(trials, out)
+    fixed = fixed_settings(base_config, config_dict, tuner.space)
     with open(out / "best.yaml", "w", encoding="utf-8") as f:
         f.write(f"# best of {len(trials)} trials of {model} on {dataset} ({params_file}, algo {algo})\n")
+        f.write(_fixed_comment(fixed))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     logger.info(f"best parameters: {best['params']} -> {out / 'best.yaml'}")
     result = {"best": best, "trials": trials, "output_dir": str(out)}
     if tuned_dir is not None:
         result["tuned_file"] = str(
-            write_tuned_defaults(Path(tuned_dir) / dataset, name, best, out, params_file, algo, len(trials))
+            write_tuned_defaults(Path(tuned_dir) / dataset, name, best, out, params_file, algo, len(trials), fixed)
         )
         logger.info(f"tuned defaults of {name} on {dataset}: {result['tuned_file']}")
     return result
@@ -235,27 +242,53 @@ def _command_line_keys() -> set:
     return {arg[2:].split("=", 1)[0] for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg}
 
 
-def planned_trials(tuner: HyperTuning, seed: int) -> List[Dict[str, Any]]:
+def planned_trials(tuner: HyperTuning, seed: int, space_size: Optional[int] = None) -> List[Dict[str, Any]]:
     """The parameters of every trial ``tuner`` would run, drawn by its own hyperopt algorithm
     without training: exhaustive and random search choose a trial without looking at the results
-    before it, so a constant loss leaves their choices unchanged. Duplicates are dropped."""
+    before it, so a constant loss leaves their choices unchanged.
+
+    ``max_evals`` distinct trials, or all ``space_size`` points of a smaller discrete space:
+    random search draws a choice-only space with repeats (4 draws from 8 points gave 3 distinct
+    trials), so the draw goes on past ``max_evals`` until it has enough. Drawing more keeps the
+    earlier draws (hyperopt seeds each draw from one RandomState in turn), so a longer plan starts
+    with a shorter one's trials."""
     import numpy as np
     from hyperopt import STATUS_OK, Trials, fmin
 
-    drawn: List[Dict[str, Any]] = []
+    wanted = min(tuner.max_evals, space_size or tuner.max_evals)
+    draws = tuner.max_evals
+    while True:
+        drawn: List[Dict[str, Any]] = []
 
-    def record(params: dict) -> dict:
-        drawn.append({k: _plain(v) for k, v in params.items()})
-        return {"loss": 0.0, "status": STATUS_OK}
+        def record(params: dict) -> dict:
+            drawn.append({k: _plain(v) for k, v in params.items()})
+            return {"loss": 0.0, "status": STATUS_OK}
 
-    # hyperopt 0.2.5 (RecBole's pin) draws from a RandomState.
-    fmin(record, tuner.space, algo=tuner.algo, max_evals=tuner.max_evals, trials=Trials(),
-         rstate=np.random.RandomState(seed), show_progressbar=False)
-    unique: List[Dict[str, Any]] = []
-    for params in drawn:
-        if params not in unique:
-            unique.append(params)
-    return unique
+        # hyperopt 0.2.5 (RecBole's pin) draws from a RandomState.
+        fmin(record, tuner.space, algo=tuner.algo, max_evals=draws, trials=Trials(),
+             rstate=np.random.RandomState(seed), show_progressbar=False)
+        unique: List[Dict[str, Any]] = []
+        for params in drawn:
+            if params not in unique:
+                unique.append(params)
+        # Bounded: a grid search repeats nothing, and a random one covers a small space fast.
+        if len(unique) >= wanted or draws >= 64 * tuner.max_evals:
+            return unique[:wanted]
+        draws *= 2
+
+
+def space_size(params_file: str) -> Optional[int]:
+    """How many points the search space in ``params_file`` has (the product of its ``choice``
+    lists); ``None`` where a dimension is continuous (``uniform``, ``quniform``, ``loguniform``)."""
+    size = 1
+    for line in Path(params_file).read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split(" ")
+        if len(parts) < 3:  # RecBole's own reader skips these lines too
+            continue
+        if parts[1] != "choice":
+            return None
+        size *= len(ast.literal_eval("".join(parts[2:])))
+    return size
 
 
 def _build_esim_once(model: str, dataset: str, config_file_list, config_dict, planned: Sequence[dict]) -> None:
@@ -330,9 +363,28 @@ def _run_trials_in_parallel(
     return results
 
 
-def write_tuned_defaults(folder: Path, name: str, best: dict, trials_dir: Path, params_file: str, algo: str, n_trials: int) -> Path:
-    """``<folder>/<name>.yaml`` (the best parameters, with where they came from), the search space
-    ``<name>.hyper`` and the trials table ``<name>-trials.md``; replaces an earlier search's files."""
+def fixed_settings(config: Config, config_dict: Optional[Mapping[str, Any]], space: Mapping[str, Any]) -> Dict[str, Any]:
+    """The settings the search held fixed for every trial (``--key=value`` and ``config_dict``,
+    e.g. ``--learning_rate=0.005 --epochs=20``) but did not search: the tuned values are the best
+    under them, and a reader of the tuned defaults should know."""
+    keys = (_command_line_keys() | set(config_dict or {})) - _LOCAL_KEYS - set(space) - {"model", "dataset"}
+    return {k: _plain(config[k]) for k in sorted(keys) if k in config}
+
+
+def _fixed_comment(fixed: Mapping[str, Any]) -> str:
+    if not fixed:
+        return ""
+    settings = ", ".join(f"{k}={v}" for k, v in fixed.items())
+    return f"# Every trial ran with {settings}: not set here, pass them too to train as the search did.\n"
+
+
+def write_tuned_defaults(
+    folder: Path, name: str, best: dict, trials_dir: Path, params_file: str, algo: str, n_trials: int,
+    fixed: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """``<folder>/<name>.yaml`` (the best parameters, with where they came from and the settings
+    every trial ran with), the search space ``<name>.hyper`` and the trials table
+    ``<name>-trials.md``; replaces an earlier search's files."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.yaml"
     score = float(best["best_valid_score"])
@@ -342,6 +394,7 @@ def write_tuned_defaults(folder: Path, name: str, best: dict, trials_dir: Path, 
             f"# {name}.hyper by best validation score ({score:.6f}), {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
             f"# Trials: {name}-trials.md. Loaded after the model's and the dataset's yaml; anything a user sets wins.\n"
         )
+        f.write(_fixed_comment(fixed or {}))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     shutil.copyfile(params_file, folder / f"{name}.hyper")
     shutil.copyfile(trials_dir / "trials.md", folder / f"{name}-trials.md")
