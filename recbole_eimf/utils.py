@@ -6,7 +6,7 @@ import importlib
 import importlib.resources
 import importlib.util
 from pathlib import Path
-from typing import Optional, Type
+from typing import Any, List, Mapping, Optional, Type
 
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -85,3 +85,19 @@ def tuned_name(model: str, backbone: Optional[str] = None) -> str:
 def model_properties_dir() -> Path:
     """The folder holding the per-model default yaml files of the plugin's models."""
     return Path(__file__).resolve().parent / "properties" / "model"
+
+
+UNSET = "<unset>"
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """``key: old -> new`` for every key whose value differs between two settings, sorted by key;
+    a key one side lacks has its ``fallbacks`` value there, else reads ``<unset>``."""
+    fallbacks = fallbacks or {}
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        old_value = old.get(key, fallbacks.get(key, UNSET))
+        new_value = new.get(key, fallbacks.get(key, UNSET))
+        if old_value != new_value:
+            changed.append(f"{key}: {old_value} -> {new_value}")
+    return changed

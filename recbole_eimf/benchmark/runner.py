@@ -48,7 +48,7 @@ from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
-from recbole_eimf.utils import get_model, get_trainer, props_dir
+from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
 
 from recbole.utils import init_seed
 
@@ -153,28 +153,13 @@ def run_settings(
     return settings
 
 
-_UNSET = "<unset>"
-
-
-def _changed_defaults(
-    old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]
-) -> List[str]:
-    """The plugin defaults that differ between a finished run and a rerun. A key one side lacks
-    is the same as the model's fallback for it (what the code does without the key), so a key
-    added to a default yaml with the behaviour from before does not make earlier runs stale."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        old_value = old.get(key, fallbacks.get(key, _UNSET))
-        new_value = new.get(key, fallbacks.get(key, _UNSET))
-        if old_value != new_value:
-            changed.append(f"{key}: {old_value} -> {new_value}")
-    return changed
-
-
 def _defaults_differ(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]) -> Optional[str]:
     """Why the plugin defaults of ``old`` and ``new`` differ, or None when they do not."""
     if "defaults" in old:
-        changed = _changed_defaults(old["defaults"], new.get("defaults") or {}, fallbacks)
+        # A key one side lacks is the same as the model's fallback for it (what the code does
+        # without the key), so a key added to a default yaml with the behaviour from before does
+        # not make earlier runs stale.
+        changed = changed_keys(old["defaults"], new.get("defaults") or {}, fallbacks)
         return "plugin defaults changed (" + ", ".join(changed) + ")" if changed else None
     # Recorded before defaults were kept by value: only their file contents can be compared;
     # before they were hashed at all, not even that.
@@ -196,10 +181,7 @@ def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Op
     parts = []
     if old.get("dataset") != new.get("dataset"):
         parts.append(f"dataset {old.get('dataset')} -> {new.get('dataset')}")
-    old_o, new_o = old.get("overrides", {}), new.get("overrides", {})
-    for key in sorted(set(old_o) | set(new_o)):
-        if old_o.get(key, _UNSET) != new_o.get(key, _UNSET):
-            parts.append(f"{key}: {old_o.get(key, _UNSET)} -> {new_o.get(key, _UNSET)}")
+    parts += changed_keys(old.get("overrides", {}), new.get("overrides", {}))
     if old.get("config_sha256") != new.get("config_sha256"):
         parts.append("config file contents differ")
     if old.get("tuned_sha256") != new.get("tuned_sha256"):

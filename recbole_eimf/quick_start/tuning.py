@@ -47,7 +47,7 @@ from recbole_eimf.errors import ConfigError
 from recbole_eimf.jsonl import append_record, read_records
 from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
-from recbole_eimf.utils import tuned_name
+from recbole_eimf.utils import changed_keys, tuned_name
 
 logger = logging.getLogger(__name__)
 
@@ -229,9 +229,8 @@ class TrialLog:
 
 def _search_diff(old: Dict[str, Any], new: Dict[str, Any]) -> str:
     parts = [f"{key} differs" for key in ("algo", "space") if old.get(key) != new.get(key)]
-    old_s, new_s = old.get("settings", {}), new.get("settings", {})
-    changed = [k for k in sorted(set(old_s) | set(new_s)) if old_s.get(k, "<unset>") != new_s.get(k, "<unset>")]
-    parts += [f"{k}: {old_s.get(k, '<unset>')} -> {new_s.get(k, '<unset>')}" for k in changed[:5]]
+    changed = changed_keys(old.get("settings", {}), new.get("settings", {}))
+    parts += changed[:5]
     if len(changed) > 5:
         parts.append(f"and {len(changed) - 5} more settings")
     return ", ".join(parts) or "its header differs"
