@@ -90,7 +90,9 @@ def model_properties_dir() -> Path:
 UNSET = "<unset>"
 
 
-def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> List[str]:
+def changed_keys(
+    old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None
+) -> List[str]:
     """``key: old -> new`` for every key whose value differs between two settings, sorted by key;
     a key one side lacks has its ``fallbacks`` value there, else reads ``<unset>``."""
     fallbacks = fallbacks or {}

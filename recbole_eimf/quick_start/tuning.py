@@ -366,7 +366,8 @@ def fixed_settings(config: Config, config_dict: Optional[Mapping[str, Any]], spa
     """The settings the search held fixed for every trial (``--key=value`` and ``config_dict``,
     e.g. ``--learning_rate=0.005 --epochs=20``) but did not search: the tuned values are the best
     under them, and a reader of the tuned defaults should know."""
-    keys = (_command_line_keys() | set(config_dict or {})) - _LOCAL_KEYS - set(space) - {"model", "dataset"}
+    named = {"model", "dataset", "backbone"}  # the tuned file's path names them
+    keys = (_command_line_keys() | set(config_dict or {})) - _LOCAL_KEYS - set(space) - named
     return {k: _plain(config[k]) for k in sorted(keys) if k in config}
 
 
