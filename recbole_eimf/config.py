@@ -12,7 +12,9 @@ Load order (later wins), identical to RecBole's own for everything RecBole loads
    wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
    These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
    search space and the trials that chose them; the files loaded are listed in the config as
-   ``plugin_defaults_files`` (all but the tuned ones) and ``tuned_defaults_files``;
+   ``plugin_defaults_files`` (all but the tuned ones) and ``tuned_defaults_files``.
+   ``tuned_defaults: False`` leaves them out (the models' own defaults), ``tuned_defaults:
+   backbone`` keeps the backbone's only (what the tuner runs a wrapper's search with);
 3. user config files, then ``config_dict``, then ``--key=value`` on the command line.
 
 So ``model: ComiRecSA`` and ``model: SASRec`` both resolve, and anything a user writes overrides
@@ -31,6 +33,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
+from recbole_eimf.errors import ConfigError
 from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
 
 
@@ -106,7 +109,7 @@ class Config(RecBoleConfig):
         model_file = model_properties_dir() / f"{model}.yaml"
         backbone = self._backbone(model_file)
         backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
-        tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in (backbone, tuned_name(model, backbone)) if name]
+        tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in self._tuned_names(model, backbone) if name]
         tuned = [path for path in tuned if path.is_file()]
         candidates = (
             props_dir() / "overall.yaml",
@@ -124,6 +127,19 @@ class Config(RecBoleConfig):
         # them): logged with the config.
         self.internal_config_dict["plugin_defaults_files"] = [str(path) for path in defaults]
         self.internal_config_dict["tuned_defaults_files"] = [str(path) for path in tuned]
+
+    def _tuned_names(self, model: str, backbone: Optional[str]) -> tuple:
+        """Whose tuned defaults load, by ``tuned_defaults``: ``True`` (the default) the backbone's
+        and the model's, ``'backbone'`` the backbone's only (a search for the model's own, which
+        must not start from an earlier search's winner), ``False`` none (the models' own defaults)."""
+        choice = self.external_config_dict.get("tuned_defaults", True)
+        if choice is True:
+            return (backbone, tuned_name(model, backbone))
+        if choice == "backbone":
+            return (backbone,)
+        if choice is False:
+            return ()
+        raise ConfigError(f"`tuned_defaults` must be True, False or 'backbone', not {choice!r}")
 
     def _backbone(self, model_file: Path) -> Optional[str]:
         """The backbone a wrapper model names (``backbone:`` from the user or its yaml), else None."""

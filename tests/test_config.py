@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from recbole_eimf.config import Config
+from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.sequential_recommender import MIND, ComiRecDR, ComiRecSA
 from recbole_eimf.utils import get_model, plugin_model_names, props_dir
 
@@ -91,6 +92,14 @@ def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_pat
     # a wrapper: its backbone's tuned file, then its own for that backbone
     eimf = Config(model="EIMF", dataset="ml-100k")
     assert (eimf["n_interests"], eimf["sp_weight"]) == (7, 0.9)
+    # tuned_defaults: 'backbone' keeps the backbone's only (a search for EIMF's own), False neither
+    wrapped = Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": "backbone"})
+    assert (wrapped["n_interests"], wrapped["sp_weight"]) == (7, 0.5)
+    assert wrapped["tuned_defaults_files"] == [str(tmp_path / "ml-100k" / "ComiRecSA.yaml")]
+    bare = Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": False})
+    assert (bare["n_interests"], bare["sp_weight"]) == (4, 0.5) and bare["tuned_defaults_files"] == []
+    with pytest.raises(ConfigError, match="`tuned_defaults` must be True, False or 'backbone', not 'yes'"):
+        Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": "yes"})
     # another backbone: neither file applies
     other = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
     assert (other["n_interests"], other["sp_weight"]) == (4, 0.5) and other["tuned_defaults_files"] == []

@@ -54,6 +54,32 @@ def test_tuned_dir_writes_defaults_that_later_runs_load(tmp_path, monkeypatch):
     assert Config(model="EIMF", dataset="ml-100k")["n_interests"] == tuned["best"]["params"]["n_interests"]
 
 
+def test_a_search_that_wrote_tuned_defaults_starts_again_from_the_model_defaults(tmp_path, monkeypatch):
+    """Its own tuned file would change every trial's config: the same command again must reuse the
+    trials, not refuse them as another search's; nor may an earlier winner leak into the trials."""
+    import recbole_eimf.config as config_module
+
+    tuned_dir = tmp_path / "tuned"
+    monkeypatch.setattr(config_module, "tuned_dir", lambda: tuned_dir)  # what Config loads
+    (tuned_dir / "ml-100k").mkdir(parents=True)
+    (tuned_dir / "ml-100k" / "ComiRecSA.yaml").write_text("learning_rate: 0.05\nn_interests: 1\n")  # an earlier search's
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    out = tmp_path / "out"
+    settings = {**SMALL, "epochs": 1}
+    first = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      tuned_dir=str(tuned_dir))
+    header = json.loads((out / "trials.jsonl").read_text().splitlines()[0])
+    assert header["search"]["settings"]["learning_rate"] == 0.001  # the model's own, not the old winner's
+    assert "learning_rate" not in yaml.safe_load((tuned_dir / "ml-100k" / "ComiRecSA.yaml").read_text())
+
+    again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      tuned_dir=str(tuned_dir))
+    scores = lambda result: sorted((t["params"]["n_interests"], t["best_valid_score"]) for t in result["trials"])  # noqa: E731
+    assert scores(again) == scores(first)
+    assert sum('"params"' in line for line in (out / "trials.jsonl").read_text().splitlines()) == 2  # none retrained
+
+
 def test_parallel_trials_run_the_planned_search_and_agree_with_one_by_one(tmp_path):
     """--jobs=2: every grid point once, each in its own process, the same scores as in-process;
     EIMF's ESIM cache is built once, before the trials, where every trial finds it."""

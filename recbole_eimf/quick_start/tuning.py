@@ -83,6 +83,10 @@ def run_hyper(
     if jobs > 1 and algo not in PARALLEL_ALGOS:
         raise ConfigError(f"jobs={jobs}: trials run in parallel with algo {' or '.join(PARALLEL_ALGOS)} only "
                          f"({algo!r} chooses each trial from the results before it)")
+    # Trials start from the model's own defaults, not from the tuned ones an earlier run of this
+    # search wrote (the same search started again would otherwise differ from itself); a wrapper
+    # keeps its backbone's tuned defaults, which it is tuned on top of.
+    config_dict = {"tuned_defaults": "backbone", **(config_dict or {})}
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     name = tuned_name(base_config["model"], base_config["backbone"])
@@ -183,6 +187,7 @@ RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "t
 _LOCAL_KEYS = PLACEMENT_KEYS | {
     "checkpoint_dir", "device", "plugin_defaults_files", "tuned_defaults_files",
     "config_files", "params_file", "algo", "max_evals", "output_dir", "tuned_dir", "jobs",
+    "tuned_defaults",  # what it loads is in the settings by value
 }
 
 
