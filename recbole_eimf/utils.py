@@ -87,7 +87,7 @@ def model_properties_dir() -> Path:
     return Path(__file__).resolve().parent / "properties" / "model"
 
 
-UNSET = "<unset>"
+_UNSET = "<unset>"
 
 
 def changed_keys(
@@ -98,8 +98,8 @@ def changed_keys(
     fallbacks = fallbacks or {}
     changed = []
     for key in sorted(set(old) | set(new)):
-        old_value = old.get(key, fallbacks.get(key, UNSET))
-        new_value = new.get(key, fallbacks.get(key, UNSET))
+        old_value = old.get(key, fallbacks.get(key, _UNSET))
+        new_value = new.get(key, fallbacks.get(key, _UNSET))
         if old_value != new_value:
             changed.append(f"{key}: {old_value} -> {new_value}")
     return changed

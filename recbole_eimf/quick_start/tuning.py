@@ -253,32 +253,29 @@ def planned_trials(tuner: HyperTuning, seed: int, space_size: Optional[int] = No
 
     ``max_evals`` distinct trials, or all ``space_size`` points of a smaller discrete space:
     random search draws a choice-only space with repeats (4 draws from 8 points gave 3 distinct
-    trials), so the draw goes on past ``max_evals`` until it has enough. Drawing more keeps the
+    trials), so the draw goes on past ``max_evals`` until it has enough. Drawing on keeps the
     earlier draws (hyperopt seeds each draw from one RandomState in turn), so a longer plan starts
     with a shorter one's trials."""
     import numpy as np
     from hyperopt import STATUS_OK, Trials, fmin
 
     wanted = min(tuner.max_evals, space_size or tuner.max_evals)
-    draws = tuner.max_evals
-    while True:
-        drawn: List[Dict[str, Any]] = []
+    unique: List[Dict[str, Any]] = []
 
-        def record(params: dict) -> dict:
-            drawn.append({k: _plain(v) for k, v in params.items()})
-            return {"loss": 0.0, "status": STATUS_OK}
+    def record(params: dict) -> dict:
+        params = {k: _plain(v) for k, v in params.items()}
+        if params not in unique:
+            unique.append(params)
+        return {"loss": 0.0, "status": STATUS_OK}
 
-        # hyperopt 0.2.5 (RecBole's pin) draws from a RandomState.
-        fmin(record, tuner.space, algo=tuner.algo, max_evals=draws, trials=Trials(),
-             rstate=np.random.RandomState(seed), show_progressbar=False)
-        unique: List[Dict[str, Any]] = []
-        for params in drawn:
-            if params not in unique:
-                unique.append(params)
-        # Bounded: a grid search repeats nothing, and a random one covers a small space fast.
-        if len(unique) >= wanted or draws >= 64 * tuner.max_evals:
-            return unique[:wanted]
-        draws *= 2
+    def enough(*_) -> tuple:
+        return len(unique) >= wanted, []
+
+    # hyperopt 0.2.5 (RecBole's pin) draws from a RandomState. Bounded: a grid search repeats
+    # nothing, and a random one covers a small space fast.
+    fmin(record, tuner.space, algo=tuner.algo, max_evals=64 * tuner.max_evals, trials=Trials(),
+         rstate=np.random.RandomState(seed), show_progressbar=False, early_stop_fn=enough)
+    return unique[:wanted]
 
 
 def space_size(params_file: str) -> Optional[int]:
