@@ -209,3 +209,28 @@ def test_parallel_search_resumes_only_the_trials_it_lacks(tmp_path):
     assert [p.name for p in (out / "logs").iterdir()] == [f"trial{order.index(2) + 1}.log"]
     assert [t["params"]["n_interests"] for t in again["trials"]] == order
     assert [t["best_valid_score"] for t in again["trials"]] == pytest.approx([t["best_valid_score"] for t in full["trials"]])
+
+
+def test_every_search_space_the_docs_name_is_in_the_repository():
+    """A clean clone holds every ``props/hyper/*.hyper`` that a command in the docs, the GPU
+    script or the CLI names (one was once left out by a .gitignore rule), and each is a finite
+    space of keys the model configs know."""
+    import re
+    from pathlib import Path
+
+    from recbole_eimf.quick_start.tuning import space_size
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [root / "README.md", root / "run_recbole_eimf.py", *root.glob("docs/*.md"),
+               *root.glob("benchmarks/**/*.md"), *root.glob("benchmarks/**/*.sh"), *root.glob("props/**/*.md")]
+    named = {m for f in sources for m in re.findall(r"props/hyper/[\w.-]+\.hyper", f.read_text(encoding="utf-8"))}
+    assert "props/hyper/eimf-transmi.hyper" in named
+    missing = sorted(p for p in named if not (root / p).is_file())
+    assert not missing, f"named in the docs but not in the repository: {missing}"
+    model_keys = set()
+    for yaml_file in (root / "recbole_eimf" / "properties").rglob("*.yaml"):
+        model_keys |= set(yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {})
+    for space in sorted((root / "props" / "hyper").glob("*.hyper")):
+        assert space_size(str(space)), space
+        keys = {line.split()[0] for line in space.read_text(encoding="utf-8").splitlines() if line.strip()}
+        assert keys <= model_keys | {"learning_rate", "weight_decay"}, (space, keys - model_keys)
