@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import recbole_eimf  # noqa: F401  (compatibility shims before RecBole loads)
 from recbole_eimf.benchmark import BenchmarkSetupError, best_epoch, instrument_trainer, run_benchmark
@@ -18,6 +19,7 @@ from recbole_eimf.benchmark import runner as runner_module
 from recbole_eimf.benchmark.__main__ import main
 from recbole_eimf.benchmark.report import markdown_table, paired_comparisons, reference_comparisons, write_reports
 from recbole_eimf.benchmark.store import RunStore
+from recbole_eimf.process_pool import cpu_threads_per_job
 
 MODELS = ["ComiRecSA", "SASRec"]
 # Small enough for a few seconds per run on 2 CPU cores: short sequences, tiny embeddings, and
@@ -195,8 +197,18 @@ def test_report_mean_std_and_bold(tmp_path):
     row_b = next(line for line in table.splitlines() if line.startswith("| B |"))
     assert "0.1100 ± 0.0141" in row_a and "**" not in row_a  # mean and sample std over 2 seeds
     assert "**0.2000**" in row_b and "±" not in row_b.split("|")[3]  # one seed: no std
+    assert "environments" not in table  # one (unrecorded) environment: nothing to say
     files, _ = write_reports(records, tmp_path, "toy", ["A", "B"])
     assert all(path.is_file() for path in files.values())
+    # Runs made under other thread counts are named: the same seed gives other numbers there.
+    env = {"torch": "2.13.0+cpu", "recbole": "1.2.1", "cpu": "Xeon", "cpu_capability": "AVX512"}
+    records[0]["environment"] = {**env, "cpu_threads": 1}
+    records[1]["environment"] = records[2]["environment"] = {**env, "cpu_threads": 2}
+    table = markdown_table(records, ["A", "B"], "toy")
+    assert ("ran in 2 environments (torch 2.13.0+cpu, recbole 1.2.1, Xeon (AVX512), 1 CPU thread(s): 1 run(s); "
+            "torch 2.13.0+cpu, recbole 1.2.1, Xeon (AVX512), 2 CPU thread(s): 2 run(s))") in table
+    records[0]["environment"] = records[1]["environment"]
+    assert "environments" not in markdown_table(records, ["A", "B"], "toy")
 
 
 def test_report_sets_eimf_against_its_backbone_on_paired_seeds(tmp_path):
@@ -447,6 +459,10 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     parallel_runs = RunStore(par / "runs.jsonl").load()
     for key in [("ComiRecDR", 2020), ("EIMF-DR", 2020)]:
         assert parallel_runs[key]["concurrent_runs"] == 2 and runs[key]["concurrent_runs"] == 1
+        # Each record names the threads its arithmetic ran on: the job's share, or this process's.
+        assert parallel_runs[key]["environment"]["cpu_threads"] == cpu_threads_per_job(2)
+        assert runs[key]["environment"]["cpu_threads"] == torch.get_num_threads()
+        assert runs[key]["environment"]["torch"] == torch.__version__
         for metric, value in runs[key]["test"].items():
             # Same seed, same data: equal up to the float summation order of 1 vs 2 CPU threads.
             assert parallel_runs[key]["test"][metric] == pytest.approx(value, abs=1e-3), (key, metric)

@@ -99,6 +99,11 @@ def test_parallel_trials_run_the_planned_search_and_agree_with_one_by_one(tmp_pa
     alone = run_hyper("EIMF", "ml-100k", str(one), config_dict=settings, output_dir=str(tmp_path / "alone"))
     twin = next(t for t in parallel["trials"] if t["params"] == {"n_interests": 3})
     assert twin["best_valid_score"] == pytest.approx(alone["best"]["best_valid_score"], abs=1e-6)
+    # Each trial records the threads it ran on (one each here: 2 trials share the CPUs).
+    from recbole_eimf.process_pool import cpu_threads_per_job
+
+    logged = [json.loads(line) for line in (tmp_path / "parallel" / "trials.jsonl").read_text().splitlines()]
+    assert [t["environment"]["cpu_threads"] for t in logged if "params" in t] == [cpu_threads_per_job(2)] * 2
     best = max(parallel["trials"], key=lambda t: t["best_valid_score"])
     assert yaml.safe_load((tmp_path / "parallel" / "best.yaml").read_text()) == best["params"]
 

@@ -16,8 +16,11 @@ import json
 import math
 import os
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from recbole_eimf.environment import describe_environment
 
 # (RecBole result key, column title) of the summary table; the first two are also charted.
 SUMMARY_METRICS = [
@@ -39,6 +42,7 @@ ROW_FIELDS = [
 def flatten_record(record: Dict[str, Any]) -> Dict[str, Any]:
     """One results row: the run's scalars, then ``test_<metric>`` and ``valid_<metric>``."""
     row = {key: record.get(key) for key in ROW_FIELDS}
+    row["environment"] = describe_environment(record.get("environment"))
     row.update({f"test_{k}": v for k, v in (record.get("test") or {}).items()})
     row.update({f"valid_{k}": v for k, v in (record.get("valid") or {}).items()})
     return row
@@ -115,6 +119,15 @@ def markdown_table(records: Sequence[Dict[str, Any]], models: Sequence[str], dat
         lines += [
             f"Runs shared the device, up to {concurrent} at a time (`--jobs`): seconds compare models "
             "of this table only roughly; `benchmarks/train_speed.py` times them one at a time.",
+            "",
+        ]
+    environments = Counter(describe_environment(r.get("environment")) for r in records)
+    if len(environments) > 1:
+        lines += [
+            f"Runs of this table ran in {len(environments)} environments ("
+            + "; ".join(f"{env}: {n} run(s)" for env, n in sorted(environments.items()))
+            + "): on a CPU the same seed gives other numbers under another thread count or processor "
+            "(`recbole_eimf/environment.py`).",
             "",
         ]
     lines += [

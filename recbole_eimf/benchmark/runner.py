@@ -28,7 +28,6 @@ import gc
 import hashlib
 import json
 import logging
-import platform
 import shutil
 import sys
 import time
@@ -46,6 +45,7 @@ from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
+from recbole_eimf.environment import describe_environment, device_name, run_environment
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
@@ -213,12 +213,6 @@ def _argv_isolated() -> Iterator[None]:
         sys.argv = saved
 
 
-def _device_name(device: Any) -> str:
-    if getattr(device, "type", str(device)).startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine() or 'unknown'})"
-
-
 def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -304,6 +298,8 @@ def run_one(
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
         run_logger.info(config)
+        environment = run_environment(config["device"])
+        run_logger.info(f"environment: {describe_environment(environment)}")
         dataset, train_data, valid_data, test_data, model = prepare_run(config)
         n_params = sum(p.numel() for p in model.parameters())
 
@@ -340,7 +336,8 @@ def run_one(
         "seed": int(seed),
         "dataset": dataset_name,
         "device": str(config["device"]),
-        "device_name": _device_name(config["device"]),
+        "device_name": device_name(config["device"]),
+        "environment": environment,
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),

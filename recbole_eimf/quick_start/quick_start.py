@@ -14,6 +14,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.environment import describe_environment, run_environment
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -82,7 +83,8 @@ def run_recbole_eimf(
 
     Any RecBole model or plugin model can be named. Returns the same dict as RecBole's
     ``run_recbole``: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
-    ``test_result``, plus ``model_file`` (the saved checkpoint, when ``saved``).
+    ``test_result``, plus ``model_file`` (the saved checkpoint, when ``saved``) and
+    ``environment`` (versions, processor and threads: :mod:`recbole_eimf.environment`).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -90,6 +92,8 @@ def run_recbole_eimf(
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    environment = run_environment(config["device"])
+    logger.info(f"environment: {describe_environment(environment)}")
 
     _, train_data, valid_data, test_data, model = prepare_run(config)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -106,6 +110,7 @@ def run_recbole_eimf(
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
+        "environment": environment,
     }
 
 

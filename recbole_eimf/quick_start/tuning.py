@@ -120,7 +120,7 @@ def run_hyper(
             config_file_list=fixed_config_file_list,
             config_dict={**(config_dict or {}), **params},
         )
-        finished({"params": params, **{k: result[k] for k in RESULT_KEYS}})
+        finished({"params": params, **{k: result[k] for k in RESULT_KEYS}, "environment": result["environment"]})
         return {"model": model, **result}
 
     tuner = HyperTuning(
@@ -320,7 +320,7 @@ def _run_trial(job: Job) -> dict:
         model=job.model, dataset=job.dataset, config_file_list=list(job.config_files) or None,
         config_dict=dict(job.overrides),
     )
-    return {k: result[k] for k in RESULT_KEYS}
+    return {k: result[k] for k in RESULT_KEYS + ("environment",)}
 
 
 def _run_trials_in_parallel(
