@@ -209,6 +209,14 @@ def test_report_mean_std_and_bold(tmp_path):
             "torch 2.13.0+cpu, recbole 1.2.1, Xeon (AVX512), 2 CPU thread(s): 2 run(s))") in table
     records[0]["environment"] = records[1]["environment"]
     assert "environments" not in markdown_table(records, ["A", "B"], "toy")
+    # Seeds of one label trained on other ESIM targets (e.g. `text_encoder: auto` resolved to
+    # another encoder on another machine) are not one configuration: the table says so.
+    records[0]["esim_targets"] = {"key": "k1", "llm": "extractive:extractive-v1", "encoder": "tfidf:256"}
+    records[1]["esim_targets"] = {**records[0]["esim_targets"], "key": "k2", "encoder": "sentence-transformers:x"}
+    assert ("A's runs trained on 2 different ESIM targets (k1 (extractive:extractive-v1, tfidf:256): 1 run(s); "
+            "k2 (extractive:extractive-v1, sentence-transformers:x): 1 run(s))") in markdown_table(records, ["A", "B"], "toy")
+    records[1]["esim_targets"] = records[0]["esim_targets"]
+    assert "ESIM targets" not in markdown_table(records, ["A", "B"], "toy")
 
 
 def test_report_sets_eimf_against_its_backbone_on_paired_seeds(tmp_path):
@@ -446,6 +454,12 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     assert "| EIMF-DR | ComiRecDR | 2 |" in table
     targets = list((out / "esim").glob("ml-100k/targets/*/interests.md"))
     assert len(targets) == 1  # built by the first EIMF run, reused by the second seed
+    # Each EIMF run records the targets it trained on (the cache key names the resolved encoder).
+    for seed in (2020, 2021):
+        provenance = runs[("EIMF-DR", seed)]["esim_targets"]
+        assert provenance["key"] == targets[0].parent.name and provenance["encoder"].startswith("tfidf")
+        assert provenance["llm"] == "extractive:extractive-v1" and provenance["users_with_target"] > 0
+    assert runs[("ComiRecDR", 2020)]["esim_targets"] is None
     assert not list((out / "checkpoints").glob("**/esim")) if (out / "checkpoints").exists() else True
 
     # --jobs=2: both runs of seed 2020 at once, each in its own process, give the results the

@@ -48,6 +48,10 @@ def flatten_record(record: Dict[str, Any]) -> Dict[str, Any]:
     return row
 
 
+def _describe_targets(targets: Dict[str, Any]) -> str:
+    return f"{targets.get('key')} ({targets.get('llm')}, {targets.get('encoder')})"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     # A temporary name in the same folder (same file system, so os.replace is atomic); plain
     # open() so that the file gets the usual umask permissions, unlike tempfile's 0600.
@@ -130,6 +134,17 @@ def markdown_table(records: Sequence[Dict[str, Any]], models: Sequence[str], dat
             "(`recbole_eimf/environment.py`).",
             "",
         ]
+    for model in models:
+        targets = Counter(
+            _describe_targets(r["esim_targets"]) for r in records if r["model"] == model and r.get("esim_targets")
+        )
+        if len(targets) > 1:
+            lines += [
+                f"{model}'s runs trained on {len(targets)} different ESIM targets ("
+                + "; ".join(f"{t}: {n} run(s)" for t, n in sorted(targets.items()))
+                + "): its seeds are not one configuration.",
+                "",
+            ]
     lines += [
         "| Model | Seeds | " + " | ".join(title for _, title in SUMMARY_METRICS) + " | sec/epoch | Epochs | Params |",
         "| --- | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS) + " | ---: | ---: | ---: |",

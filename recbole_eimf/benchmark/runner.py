@@ -338,6 +338,8 @@ def run_one(
         "device": str(config["device"]),
         "device_name": device_name(config["device"]),
         "environment": environment,
+        # EIMF: the ESIM targets it trained on (``text_encoder: auto`` resolves per machine).
+        "esim_targets": model.semantic_provenance() if hasattr(model, "semantic_provenance") else None,
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -89,6 +89,18 @@ class SemanticTargets:
     @property
     def max_interests(self) -> int:
         return int(self.interests.shape[1])
+
+    def provenance(self) -> Dict[str, Any]:
+        """Which targets these are, for a run record: the cache key (every input and setting that
+        changes them, the resolved text encoder included), who stated the interests and who
+        encoded them."""
+        llm = self.manifest.get("llm") or {}
+        return {
+            "key": self.manifest.get("key"),
+            "llm": ":".join(str(llm[k]) for k in ("backend", "model") if llm.get(k)) or None,
+            "encoder": (self.manifest.get("encoder") or {}).get("key"),
+            "users_with_target": int(self.has_target.sum()),
+        }
 
     def of_users(self, users: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``labels [n, P]``, ``interests [n, J, d_t]`` and ``interest_mask [n, J]`` of ``users``

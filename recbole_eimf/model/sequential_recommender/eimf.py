@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Dict, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +155,11 @@ class EIMF(SequentialRecommender):
                 f"{targets.concepts.size(0)} concepts of dimension {targets.concepts.size(1)}"
             )
         return self._targets
+
+    def semantic_provenance(self) -> Optional[Dict[str, Any]]:
+        """Which ESIM targets this model trained on (:meth:`SemanticTargets.provenance`); None
+        before training has loaded them. The benchmark harness records it with each run."""
+        return self._targets.provenance() if self._targets is not None else None
 
     def build_head(self, semantic_dim: int) -> None:
         """Create the projection ``g: R^d -> R^{d_t}`` without drawing from the global RNG, so the
