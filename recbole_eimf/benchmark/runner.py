@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -418,33 +418,6 @@ def _records_from(folders: Sequence[Union[str, Path]], report_only: bool) -> Dic
     return records
 
 
-def _build_esim_once(
-    todo: Sequence[Tuple[str, int]],
-    esim_models: Collection[str],
-    dataset: str,
-    files_per_model: Mapping[str, Sequence[Path]],
-    overrides: Mapping[str, Any],
-    esim_defaults: Mapping[str, Any],
-    checkpoint_dir,
-) -> None:
-    """Build the folder's ESIM cache before parallel runs start, so that it is built (and an LLM
-    paid) once, not by every EIMF run that starts at the same moment. Each EIMF label is built
-    once (variants may ask for other ESIM settings); labels that share settings hit the cache."""
-    seen = set()
-    for model, seed in todo:
-        if model in seen or model not in esim_models:
-            continue
-        seen.add(model)
-        from recbole_eimf.data import create_dataset
-        from recbole_eimf.esim import run_esim
-        from recbole_eimf.esim.settings import EsimSettings
-
-        config = build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed), esim_defaults)
-        init_seed(config["seed"], config["reproducibility"])
-        train_dataset = create_dataset(config).build()[0]
-        logger.info(f"ESIM for {model}: {run_esim(EsimSettings.from_config(config), train_dataset).summary}")
-
-
 def run_benchmark(
     dataset: str,
     models: Sequence[str],
@@ -609,7 +582,19 @@ def run_benchmark(
         todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
         # The models whose settings carry an ESIM seed are those that run ESIM (_model_settings).
         esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
-        _build_esim_once(todo, esim_models, dataset, files_per_model, overrides, esim_defaults, checkpoint_dir)
+        # Before parallel runs start, so that the folder's cache is built (and an LLM paid) once,
+        # not by every EIMF run that starts at the same moment; variants may ask for other settings.
+        from recbole_eimf.esim.stage import build_esim_caches
+
+        first_seed = {}
+        for model, seed in todo:
+            if model in esim_models:
+                first_seed.setdefault(model, seed)
+        build_esim_caches(
+            (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
+                                 esim_defaults))
+            for model, seed in first_seed.items()
+        )
         threads = cpu_threads_per_job(jobs)
         logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
         run_parallel(

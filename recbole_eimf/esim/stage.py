@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence, Tuple
 
 from recbole.utils import init_seed
 
@@ -25,6 +25,8 @@ from recbole_eimf.esim.pipeline import dry_run as esim_dry_run
 from recbole_eimf.esim.pipeline import run_esim
 from recbole_eimf.esim.settings import EsimSettings
 from recbole_eimf.quick_start.quick_start import init_logging
+
+logger = logging.getLogger(__name__)
 
 
 def run_esim_stage(
@@ -52,3 +54,20 @@ def run_esim_stage(
     if dry_run:
         return esim_dry_run(settings, train_dataset).format()
     return run_esim(settings, train_dataset).summary
+
+
+def build_esim_caches(configs: Iterable[Tuple[str, Config]]) -> None:
+    """Build (or find) ESIM's cache once per distinct ESIM setting among ``configs`` (pairs of
+    what a run is, e.g. a benchmark label or a trial's parameters, and its Config), in this
+    process, before parallel trainings start: runs that start together then neither race on the
+    cache nor pay an LLM twice. Configs with equal ESIM settings are built once."""
+    seen = []
+    for what, config in configs:
+        settings = EsimSettings.from_config(config)
+        record = settings.config_record()
+        if record in seen:
+            continue
+        seen.append(record)
+        init_seed(config["seed"], config["reproducibility"])
+        train_dataset = create_dataset(config).build()[0]
+        logger.info(f"ESIM for {what}: {run_esim(settings, train_dataset).summary}")

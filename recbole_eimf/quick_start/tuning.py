@@ -148,7 +148,14 @@ def run_hyper(
             if not base_config["esim_cache_dir"]:
                 # Its default follows checkpoint_dir, which differs per trial: name the one cache.
                 shared["esim_cache_dir"] = str(Path(base_config["checkpoint_dir"]) / "esim")
-            _build_esim_once(model, dataset, config_file_list, shared, list(todo.values()))
+            # Once per distinct ESIM setting: a trial's parameters may change it (n_interests sets max_interests).
+            from recbole_eimf.esim.stage import build_esim_caches
+
+            build_esim_caches(
+                (f"trial {params}", Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                                           config_dict={**shared, **params}))
+                for params in todo.values()
+            )
         trials.extend(reused.values())
         new = _run_trials_in_parallel(
             model, dataset, config_file_list, shared, todo, jobs, out, int(base_config["seed"]), finished
@@ -290,27 +297,6 @@ def space_size(params_file: str) -> Optional[int]:
             return None
         size *= len(ast.literal_eval("".join(parts[2:])))
     return size
-
-
-def _build_esim_once(model: str, dataset: str, config_file_list, config_dict, planned: Sequence[dict]) -> None:
-    """EIMF's ESIM cache, built in this process before parallel trials start, once per distinct
-    ESIM setting among them (a trial's parameters may change it, e.g. ``n_interests`` sets
-    ``max_interests``), so that trials starting together neither race on the cache nor pay an LLM
-    twice."""
-    from recbole_eimf.esim.settings import EsimSettings
-    from recbole_eimf.esim.stage import run_esim_stage
-
-    seen = []
-    for params in planned:
-        trial_dict = {**(config_dict or {}), **params}
-        config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=trial_dict)
-        settings = EsimSettings.from_config(config).config_record()
-        if settings in seen:
-            continue
-        seen.append(settings)
-        logger.info(f"ESIM before the trials, for {params}")
-        run_esim_stage(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=trial_dict,
-                       dry_run=False)
 
 
 def _run_trial(job: Job) -> dict:
