@@ -12,6 +12,7 @@ Every other ``--key=value`` is a RecBole config override (read by the Config its
 """
 
 import argparse
+import logging
 import sys
 
 from recbole_eimf.errors import ConfigError, DatasetNotFoundError
@@ -51,14 +52,16 @@ if __name__ == "__main__":
             sys.exit(f"error: {err}")
         sys.exit(0)
     if args.params_file:
-        from recbole_eimf.quick_start.tuning import run_hyper
+        from recbole_eimf.progress_log import progress_logging
+        from recbole_eimf.quick_start import tuning
 
         try:
-            tuned = run_hyper(
-                args.model, args.dataset, args.params_file, config_file_list=config_file_list,
-                algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
-                jobs=args.jobs,
-            )
+            with progress_logging(logging.getLogger(tuning.__name__)):  # the search's own lines, between trials too
+                tuned = tuning.run_hyper(
+                    args.model, args.dataset, args.params_file, config_file_list=config_file_list,
+                    algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
+                    jobs=args.jobs,
+                )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")
         print(f"\nbest of {len(tuned['trials'])} trials: {tuned['best']['params']}")

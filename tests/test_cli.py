@@ -84,6 +84,8 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert trials.read_text() == recorded and not (trials.parent / "logs").exists()
+    # No run starts, yet the search says what it did (its lines do not wait for RecBole's logging).
+    assert "2 finished trial(s) of this search" in again.stderr and "best parameters" in again.stderr
     assert parse_table(again.stdout) == parse_table(proc.stdout)
     # Another budget is another search: refused in that folder, with what differs.
     other = run_cli(

@@ -17,14 +17,14 @@ finished runs. ``--jobs=N`` runs N of them at a time, each in its own process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from recbole_eimf.benchmark.runner import BenchmarkSetupError, check_inputs, run_benchmark
 from recbole_eimf.data import DatasetNotFoundError
+from recbole_eimf.progress_log import progress_logging
 
 logger = logging.getLogger("recbole_eimf.benchmark")
 
@@ -104,28 +104,6 @@ def parse_overrides(parser: argparse.ArgumentParser, extra: Sequence[str]) -> Di
     return overrides
 
 
-@contextlib.contextmanager
-def _harness_logging(output_dir: Path) -> Iterator[None]:
-    # The harness's own progress lines: on the console and in <output_dir>/benchmark.log. Not
-    # propagated to the root logger, where RecBole puts each run's handlers (its own log file).
-    saved = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(levelname)s  %(message)s", "%d %b %H:%M:%S")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    handlers = [logging.StreamHandler(), logging.FileHandler(output_dir / "benchmark.log", encoding="utf-8")]
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-            handler.close()
-        logger.level, logger.propagate = saved
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -139,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         # Unknown models and bad options fail here, before the output folder is made.
         check_inputs(args.models, args.seeds, config_files, overrides, args.dataset, args.model_config_dir)
-        with _harness_logging(output_dir):
+        with progress_logging(logger, output_dir / "benchmark.log"):
             logger.info("command: python -m recbole_eimf.benchmark " + " ".join(sys.argv[1:] if argv is None else argv))
             summary = run_benchmark(
                 dataset=args.dataset,

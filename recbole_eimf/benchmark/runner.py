@@ -590,11 +590,11 @@ def run_benchmark(
         for model, seed in todo:
             if model in esim_models:
                 first_seed.setdefault(model, seed)
-        build_esim_caches(
+        build_esim_caches((
             (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
                                  esim_defaults))
             for model, seed in first_seed.items()
-        )
+        ), logger)
         threads = cpu_threads_per_job(jobs)
         logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
         run_parallel(

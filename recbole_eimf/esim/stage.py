@@ -26,8 +26,6 @@ from recbole_eimf.esim.pipeline import run_esim
 from recbole_eimf.esim.settings import EsimSettings
 from recbole_eimf.quick_start.quick_start import init_logging
 
-logger = logging.getLogger(__name__)
-
 
 def run_esim_stage(
     model: Optional[str] = None,
@@ -56,11 +54,12 @@ def run_esim_stage(
     return run_esim(settings, train_dataset).summary
 
 
-def build_esim_caches(configs: Iterable[Tuple[str, Config]]) -> None:
+def build_esim_caches(configs: Iterable[Tuple[str, Config]], log: logging.Logger) -> None:
     """Build (or find) ESIM's cache once per distinct ESIM setting among ``configs`` (pairs of
     what a run is, e.g. a benchmark label or a trial's parameters, and its Config), in this
     process, before parallel trainings start: runs that start together then neither race on the
-    cache nor pay an LLM twice. Configs with equal ESIM settings are built once."""
+    cache nor pay an LLM twice. Configs with equal ESIM settings are built once; each build's
+    summary goes to the caller's ``log``."""
     seen = []
     for what, config in configs:
         settings = EsimSettings.from_config(config)
@@ -70,4 +69,4 @@ def build_esim_caches(configs: Iterable[Tuple[str, Config]]) -> None:
         seen.append(record)
         init_seed(config["seed"], config["reproducibility"])
         train_dataset = create_dataset(config).build()[0]
-        logger.info(f"ESIM for {what}: {run_esim(settings, train_dataset).summary}")
+        log.info(f"ESIM for {what}: {run_esim(settings, train_dataset).summary}")

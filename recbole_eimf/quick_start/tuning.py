@@ -151,11 +151,11 @@ def run_hyper(
             # Once per distinct ESIM setting: a trial's parameters may change it (n_interests sets max_interests).
             from recbole_eimf.esim.stage import build_esim_caches
 
-            build_esim_caches(
+            build_esim_caches((
                 (f"trial {params}", Config(model=model, dataset=dataset, config_file_list=config_file_list,
                                            config_dict={**shared, **params}))
                 for params in todo.values()
-            )
+            ), logger)
         trials.extend(reused.values())
         new = _run_trials_in_parallel(
             model, dataset, config_file_list, shared, todo, jobs, out, int(base_config["seed"]), finished
