@@ -6,6 +6,8 @@
         --algo=random --max_evals=20 --tuned_dir=props/tuned   # tuning into the tuned defaults
     # the same, 10 trials at a time on one GPU (exhaustive and random search)
     python run_recbole_eimf.py ... --params_file=props/hyper/transmi.hyper --algo=random --max_evals=20 --jobs=10
+    # each trial on three seeds, scored by the mean (a small test set: one seed is noisy)
+    python run_recbole_eimf.py ... --params_file=props/hyper/eimf-transmi.hyper --seeds=2020,2021,2022 --jobs=6
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
@@ -17,6 +19,16 @@ import sys
 
 from recbole_eimf.errors import ConfigError, DatasetNotFoundError
 from recbole_eimf.quick_start import format_results, run_recbole_eimf
+
+def _seed_list(text):
+    """``--seeds=2020,2021``: the seeds, or None."""
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sys.exit(f"error: --seeds={text}: integers separated by commas, e.g. --seeds=2020,2021,2022")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,6 +45,8 @@ if __name__ == "__main__":
                         help="tuning: folder of the trials (default hyper/<model>-<dataset>); a stopped search resumes there")
     parser.add_argument("--jobs", type=int, default=1,
                         help="tuning: trials at a time, each in its own process (exhaustive and random search)")
+    parser.add_argument("--seeds", type=str, default=None,
+                        help="tuning: train every trial on each of these seeds (e.g. 2020,2021,2022), score by the mean")
     parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
                         help="train (default), or esim: run ESIM preprocessing alone")
     parser.add_argument("--dry_run", type=str, default=None,
@@ -60,7 +74,7 @@ if __name__ == "__main__":
                 tuned = tuning.run_hyper(
                     args.model, args.dataset, args.params_file, config_file_list=config_file_list,
                     algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
-                    jobs=args.jobs,
+                    jobs=args.jobs, seeds=_seed_list(args.seeds),
                 )
         except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")

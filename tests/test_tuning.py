@@ -201,7 +201,7 @@ def test_parallel_search_resumes_only_the_trials_it_lacks(tmp_path):
     params.write_text("n_interests choice [1,2,3]\n")
     out = tmp_path / "out"
     settings = {**SMALL, "epochs": 1}
-    full = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), jobs=2)
+    full = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), jobs=3)
     lines = (out / "trials.jsonl").read_text().splitlines()
     kept = [line for line in lines if json.loads(line).get("params", {}).get("n_interests") != 2]
     (out / "trials.jsonl").write_text("\n".join(kept) + "\n" + lines[-1][:20])  # and a torn last line
@@ -239,3 +239,47 @@ def test_every_search_space_the_docs_name_is_in_the_repository():
         assert space_size(str(space)), space
         keys = {line.split()[0] for line in space.read_text(encoding="utf-8").splitlines() if line.strip()}
         assert keys <= model_keys | {"learning_rate", "weight_decay"}, (space, keys - model_keys)
+
+
+def test_trials_on_several_seeds_are_scored_by_their_mean_and_resume_by_seed_list(tmp_path):
+    """--seeds: every trial trains once per seed (a run each, all four at once here) and is scored
+    by the mean; in this process or in parallel, each seed's run is the same."""
+    from recbole_eimf.errors import ConfigError
+
+    params = tmp_path / "space.hyper"
+    params.write_text("n_interests choice [1,3]\n")
+    settings = {**SMALL, "epochs": 1, "learning_rate": 0.01}
+    out = tmp_path / "seeds"
+    tuned = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      jobs=4, seeds=[2020, 2021])
+    assert sorted(p.name for p in (out / "logs").iterdir()) == [
+        "trial1-seed2020.log", "trial1-seed2021.log", "trial2-seed2020.log", "trial2-seed2021.log"]
+    for trial in tuned["trials"]:
+        per_seed = trial["seeds"]
+        assert sorted(per_seed) == ["2020", "2021"]
+        scores = [per_seed[s]["best_valid_score"] for s in ("2020", "2021")]
+        assert trial["best_valid_score"] == pytest.approx(sum(scores) / 2, abs=1e-6)
+        assert scores[0] != scores[1], "each run trains on its own seed"
+        recall = [per_seed[s]["test_result"]["recall@20"] for s in ("2020", "2021")]
+        assert trial["test_result"]["recall@20"] == pytest.approx(sum(recall) / 2, abs=1e-6)
+    # In this process too (jobs=1): the same runs, seed by seed, for the same trial.
+    point = tmp_path / "point.hyper"
+    point.write_text("n_interests choice [3]\n")
+    alone = run_hyper("ComiRecSA", "ml-100k", str(point), config_dict=settings, output_dir=str(tmp_path / "alone"),
+                      seeds=[2020, 2021])
+    twin = next(t for t in tuned["trials"] if t["params"] == {"n_interests": 3})
+    for seed in ("2020", "2021"):
+        assert alone["best"]["seeds"][seed]["best_valid_score"] == pytest.approx(
+            twin["seeds"][seed]["best_valid_score"], abs=1e-6)
+    assert "# Each trial's score: the mean over seeds 2020, 2021." in (tmp_path / "alone" / "best.yaml").read_text()
+
+    # Started again with the same seeds: nothing trains. Other seeds: another search, refused.
+    recorded = (out / "trials.jsonl").read_text()
+    again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      jobs=4, seeds=[2020, 2021])
+    assert (out / "trials.jsonl").read_text() == recorded
+    assert [t["best_valid_score"] for t in again["trials"]] == [t["best_valid_score"] for t in tuned["trials"]]
+    with pytest.raises(ConfigError, match=r"another search \(seeds: \[2020, 2021\] -> \[2020, 2022\]"):
+        run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), seeds=[2020, 2022])
+    with pytest.raises(ConfigError, match="seed is set beside seeds"):
+        run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**settings, "seed": 7}, seeds=[2020, 2021])

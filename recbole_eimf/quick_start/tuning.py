@@ -18,6 +18,9 @@ defaults on the dataset, ``<tuned_dir>/<dataset>/<name>.yaml``, which :class:`~r
 loads for every later run, with the search space (``<name>.hyper``) and the trials
 (``<name>-trials.md``) beside them.
 
+With ``seeds`` (``--seeds=2020,2021,2022``) a trial trains once per seed and its score is the mean
+over them (one seed of a small test set is too noisy to rank close trials).
+
 Every finished trial is appended to ``trials.jsonl`` in the output folder at once (and the tables
 rewritten), so a search stopped midway (a time limit, a crash) keeps its finished trials, and the
 same search started again in the same folder reuses them instead of training them again: only
@@ -69,14 +72,17 @@ def run_hyper(
     output_dir: Optional[str] = None,
     tuned_dir: Optional[str] = None,
     jobs: int = 1,
+    seeds: Optional[Sequence[int]] = None,
 ) -> dict:
     """Search the space in ``params_file`` for ``model`` on ``dataset``; return the best trial.
 
     ``algo`` is RecBole's: ``exhaustive`` (grid), ``random`` or ``bayes`` (TPE). Results go to
     ``output_dir`` (default ``hyper/<model>-<dataset>/``): ``trials.csv``, ``trials.md`` and
     ``best.yaml``; with ``tuned_dir``, the tuned defaults (module doc). ``jobs`` > 1 runs that many
-    trials at a time (``exhaustive`` and ``random`` only; module doc), their logs in
-    ``<output_dir>/logs/``.
+    trainings at a time (``exhaustive`` and ``random`` only; module doc), their logs in
+    ``<output_dir>/logs/``. ``seeds`` (``--seeds=2020,2021,2022``) trains every trial once per
+    seed and scores it by the mean: on a small test set one seed's noise can exceed the
+    differences searched for (docs/BENCHMARKS.md section 15); default: the config's one seed.
     """
     if not Path(params_file).is_file():
         raise FileNotFoundError(f"params_file [{params_file}] does not exist")
@@ -87,11 +93,12 @@ def run_hyper(
     # search wrote (the same search started again would otherwise differ from itself); a wrapper
     # keeps its backbone's tuned defaults, which it is tuned on top of.
     config_dict = {"tuned_defaults": "backbone", **(config_dict or {})}
+    seeds = _trial_seeds(seeds, config_dict)
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     name = tuned_name(base_config["model"], base_config["backbone"])
     out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
-    log = TrialLog(out / TRIALS_FILE, search_settings(base_config, algo, params_file))
+    log = TrialLog(out / TRIALS_FILE, search_settings(base_config, algo, params_file, seeds))
     earlier = log.load()
     if earlier:
         logger.info(f"{len(earlier)} finished trial(s) of this search in {log.path}: reused, not trained again")
@@ -113,15 +120,19 @@ def run_hyper(
             else:
                 logger.info(f"{params} drawn again: its result is reused")
             return {"model": model, **{k: done[k] for k in RESULT_KEYS}}
-        logger.info(f"trial {len(trials) + 1}: {params}")
-        result = run_recbole_eimf(
-            model=model,
-            dataset=dataset,
-            config_file_list=fixed_config_file_list,
-            config_dict={**(config_dict or {}), **params},
-        )
-        finished({"params": params, **{k: result[k] for k in RESULT_KEYS}, "environment": result["environment"]})
-        return {"model": model, **result}
+        logger.info(f"trial {len(trials) + 1}: {params}" + (f", seeds {list(seeds)}" if seeds else ""))
+        results = {
+            seed: run_recbole_eimf(
+                model=model,
+                dataset=dataset,
+                config_file_list=fixed_config_file_list,
+                config_dict={**(config_dict or {}), **params, **({"seed": seed} if seed is not None else {})},
+            )
+            for seed in (seeds or [None])
+        }
+        trial = trial_record(params, results)
+        finished(trial)
+        return {"model": model, **{k: trial[k] for k in RESULT_KEYS}}
 
     tuner = HyperTuning(
         objective,
@@ -158,7 +169,7 @@ def run_hyper(
             ), logger)
         trials.extend(reused.values())
         new = _run_trials_in_parallel(
-            model, dataset, config_file_list, shared, todo, jobs, out, int(base_config["seed"]), finished
+            model, dataset, config_file_list, shared, todo, jobs, out, int(base_config["seed"]), finished, seeds
         ) if todo else {}
         found = {**reused, **new}
         trials = [found[k] for k in sorted(found)]  # the planned order, whatever order they finished in
@@ -172,13 +183,13 @@ def run_hyper(
     fixed = fixed_settings(base_config, config_dict, tuner.space)
     with open(out / "best.yaml", "w", encoding="utf-8") as f:
         f.write(f"# best of {len(trials)} trials of {model} on {dataset} ({params_file}, algo {algo})\n")
-        f.write(_fixed_comment(fixed))
+        f.write(_fixed_comment(fixed) + _seeds_comment(seeds))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     logger.info(f"best parameters: {best['params']} -> {out / 'best.yaml'}")
     result = {"best": best, "trials": trials, "output_dir": str(out)}
     if tuned_dir is not None:
         result["tuned_file"] = str(
-            write_tuned_defaults(Path(tuned_dir) / dataset, name, best, out, params_file, algo, len(trials), fixed)
+            write_tuned_defaults(Path(tuned_dir) / dataset, name, best, out, params_file, algo, len(trials), fixed, seeds)
         )
         logger.info(f"tuned defaults of {name} on {dataset}: {result['tuned_file']}")
     return result
@@ -194,16 +205,22 @@ RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "t
 _LOCAL_KEYS = PLACEMENT_KEYS | {
     "checkpoint_dir", "device", "plugin_defaults_files", "tuned_defaults_files",
     "config_files", "params_file", "algo", "max_evals", "output_dir", "tuned_dir", "jobs",
+    "seeds",  # in the search's own header when there are several
     "tuned_defaults",  # what it loads is in the settings by value
 }
 
 
-def search_settings(config: Config, algo: str, params_file: str) -> Dict[str, Any]:
+def search_settings(
+    config: Config, algo: str, params_file: str, seeds: Optional[Sequence[int]] = None
+) -> Dict[str, Any]:
     """What must match for a trial recorded in a tuning folder to count for a search started
-    again: the search space (by content), the algorithm, and every resolved setting of the base
-    config (seed, fixed ``--key=value``, tuned defaults, ...) except where runs happen."""
+    again: the search space (by content), the algorithm, every resolved setting of the base
+    config (seed, fixed ``--key=value``, tuned defaults, ...) except where runs happen, and the
+    seeds each trial trains on, where there are several."""
     settings = {k: v for k, v in config.final_config_dict.items() if k not in _LOCAL_KEYS}
     search = {"algo": algo, "space": Path(params_file).read_text(encoding="utf-8"), "settings": settings}
+    if seeds:
+        search["seeds"] = list(seeds)
     # Through json, so that a fresh value compares equal to one read back from the file.
     return json.loads(json.dumps(search, sort_keys=True, default=str))
 
@@ -241,6 +258,8 @@ class TrialLog:
 
 def _search_diff(old: Dict[str, Any], new: Dict[str, Any]) -> str:
     parts = [f"{key} differs" for key in ("algo", "space") if old.get(key) != new.get(key)]
+    if old.get("seeds") != new.get("seeds"):
+        parts.append(f"seeds: {old.get('seeds') or 'one'} -> {new.get('seeds') or 'one'}")
     changed = changed_keys(old.get("settings", {}), new.get("settings", {}))
     parts += changed[:5]
     if len(changed) > 5:
@@ -251,6 +270,53 @@ def _search_diff(old: Dict[str, Any], new: Dict[str, Any]) -> str:
 def _command_line_keys() -> set:
     """The ``--key=value`` keys RecBole's Config will read from ``sys.argv``."""
     return {arg[2:].split("=", 1)[0] for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg}
+
+
+def _trial_seeds(seeds: Optional[Sequence[int]], config_dict: Mapping[str, Any]) -> Optional[List[int]]:
+    """The seeds of every trial (None: the config's one seed, as RecBole's tuner trains)."""
+    if not seeds:
+        return None
+    seeds = [int(seed) for seed in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds {seeds}: each seed once")
+    clashing = sorted({"seed"} & (_command_line_keys() | set(config_dict)))
+    if clashing:
+        raise ConfigError("seed is set beside seeds: every trial trains on each of seeds; drop --seed=")
+    return seeds
+
+
+def trial_record(params: Dict[str, Any], results: Mapping[Optional[int], Dict[str, Any]]) -> Dict[str, Any]:
+    """A trial's line in ``trials.jsonl`` from its runs' results (:func:`run_recbole_eimf`), by
+    seed (``None``: the config's one seed). Several seeds: scores and metrics are their means,
+    and each seed's own are kept under ``seeds``."""
+    runs = list(results.values())
+    first = runs[0]
+    if list(results) == [None]:
+        return {"params": params, **{k: first[k] for k in RESULT_KEYS}, "environment": first.get("environment")}
+
+    def mean(values) -> float:
+        values = [float(v) for v in values]
+        return round(sum(values) / len(values), 6)
+
+    def mean_metrics(key: str) -> Dict[str, float]:
+        return {m: mean(r[key][m] for r in runs) for m in first[key]}
+
+    return {
+        "params": params,
+        "best_valid_score": mean(r["best_valid_score"] for r in runs),
+        "valid_score_bigger": first["valid_score_bigger"],
+        "best_valid_result": mean_metrics("best_valid_result"),
+        "test_result": mean_metrics("test_result"),
+        "seeds": {
+            str(seed): {k: _plain_metrics(r[k]) for k in ("best_valid_score", "best_valid_result", "test_result")}
+            for seed, r in results.items()
+        },
+        "environment": first.get("environment"),
+    }
+
+
+def _plain_metrics(value):
+    return {k: float(v) for k, v in value.items()} if isinstance(value, Mapping) else float(value)
 
 
 def planned_trials(tuner: HyperTuning, seed: int, space_size: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -311,37 +377,48 @@ def _run_trial(job: Job) -> dict:
 
 def _run_trials_in_parallel(
     model: str, dataset: str, config_file_list, config_dict, planned: Mapping[int, dict], jobs: int, out: Path,
-    seed: int, finished: Callable[[dict], None],
+    seed: int, finished: Callable[[dict], None], seeds: Optional[Sequence[int]] = None,
 ) -> Dict[int, dict]:
-    """Run the ``planned`` trials (by their number in the search) ``jobs`` at a time, handing each
-    to ``finished`` as it ends; the finished ones by number."""
-    logger.info(f"{len(planned)} trials, {jobs} at a time (logs in {out / 'logs'})")
+    """Run the ``planned`` trials (by their number in the search) ``jobs`` trainings at a time
+    (one per trial, or one per trial and seed), handing each trial to ``finished`` as its last
+    training ends; the finished ones by number. A trial with a failed seed is not finished."""
+    runs = [(k, s) for k in planned for s in (seeds or [None])]
+    logger.info(f"{len(planned)} trials" + (f" x {len(seeds)} seeds" if seeds else "")
+                + f", {jobs} at a time (logs in {out / 'logs'})")
     threads = cpu_threads_per_job(jobs)
     results: Dict[int, dict] = {}
+    by_seed: Dict[int, Dict[Optional[int], dict]] = {k: {} for k in planned}
     errors: List[str] = []
     with tempfile.TemporaryDirectory(prefix="trials-") as checkpoints:
-        work = {
-            f"trial {k}": Job(
-                model=model, seed=seed, dataset=dataset, config_files=tuple(config_file_list or ()),
-                # Each trial its own checkpoint folder: RecBole names files to the second.
-                overrides=tuple({**(config_dict or {}), **params, "checkpoint_dir": f"{checkpoints}/trial{k}"}.items()),
-                checkpoint_dir=Path(checkpoints) / f"trial{k}", defaults=(),
-                log_file=out / "logs" / f"trial{k}.log", threads=threads, name=f"trial {k}",
+        work = {}
+        for k, s in runs:
+            name = f"trial {k}" + (f" seed {s}" if s is not None else "")
+            # Each training its own checkpoint folder: RecBole names files to the second.
+            folder = f"{checkpoints}/trial{k}" + (f"-seed{s}" if s is not None else "")
+            overrides = {**(config_dict or {}), **planned[k], "checkpoint_dir": folder}
+            if s is not None:
+                overrides["seed"] = s
+            work[name] = Job(
+                model=model, seed=seed if s is None else s, dataset=dataset, config_files=tuple(config_file_list or ()),
+                overrides=tuple(overrides.items()), checkpoint_dir=Path(folder), defaults=(),
+                log_file=out / "logs" / f"{Path(folder).name}.log", threads=threads, name=name,
             )
-            for k, params in planned.items()
-        }
-        number = {name: k for name, k in zip(work, planned)}
+        which = dict(zip(work, runs))
 
         def done(job: Job, result: Optional[dict], error: Optional[BaseException]) -> bool:
-            k = number[job.name]
+            k, s = which[job.name]
             params = planned[k]
             if error is not None:
                 logger.error(f"{job.title} failed ({params}): {type(error).__name__}: {error}")
                 errors.append(f"{job.title}: {type(error).__name__}: {error} (log: {job.log_file})")
-            else:
-                results[k] = {"params": params, **result}
+                return True
+            by_seed[k][s] = result
+            logger.info(f"{job.title} done: {params} -> best valid {result['best_valid_score']:.4f}")
+            if len(by_seed[k]) == len(seeds or [None]):
+                results[k] = trial_record(params, {s: by_seed[k][s] for s in (seeds or [None])})
                 finished(results[k])
-                logger.info(f"{job.title} done: {params} -> best valid {result['best_valid_score']:.4f}")
+                if seeds:
+                    logger.info(f"trial {k}: {params} -> mean best valid {results[k]['best_valid_score']:.4f}")
             return True
 
         run_parallel(list(work.values()), jobs, done, target=_run_trial)
@@ -366,9 +443,13 @@ def _fixed_comment(fixed: Mapping[str, Any]) -> str:
     return f"# Every trial ran with {settings}: not set here, pass them too to train as the search did.\n"
 
 
+def _seeds_comment(seeds: Optional[Sequence[int]]) -> str:
+    return f"# Each trial's score: the mean over seeds {', '.join(map(str, seeds))}.\n" if seeds else ""
+
+
 def write_tuned_defaults(
     folder: Path, name: str, best: dict, trials_dir: Path, params_file: str, algo: str, n_trials: int,
-    fixed: Optional[Mapping[str, Any]] = None,
+    fixed: Optional[Mapping[str, Any]] = None, seeds: Optional[Sequence[int]] = None,
 ) -> Path:
     """``<folder>/<name>.yaml`` (the best parameters, with where they came from and the settings
     every trial ran with), the search space ``<name>.hyper`` and the trials table
@@ -382,7 +463,7 @@ def write_tuned_defaults(
             f"# {name}.hyper by best validation score ({score:.6f}), {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
             f"# Trials: {name}-trials.md. Loaded after the model's and the dataset's yaml; anything a user sets wins.\n"
         )
-        f.write(_fixed_comment(fixed or {}))
+        f.write(_fixed_comment(fixed or {}) + _seeds_comment(seeds))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     shutil.copyfile(params_file, folder / f"{name}.hyper")
     shutil.copyfile(trials_dir / "trials.md", folder / f"{name}-trials.md")
