@@ -1,10 +1,20 @@
 """Shared fixtures: every test runs in its own folder with a clean command line."""
 
+import os
 import sys
 
 import pytest
 
 import recbole_eimf  # noqa: F401  (compat shims before RecBole)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Test processes share the cores (README: `-n 2`): one torch thread each, and in the processes
+    # they start, as the harness gives each of its --jobs. OpenMP threads spinning for a core that
+    # another process holds would slow every test down.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # Small but real settings: ml-100k with short sequences trains in seconds on 2 CPU cores.
 SMALL = {

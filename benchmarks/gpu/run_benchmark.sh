@@ -124,8 +124,14 @@ install() {
     "$PYTHON" -m pip install -q --no-index --find-links "$WHEEL_DIR" --no-cache-dir "${REQUIREMENTS[@]}" \
         || die "installing ${REQUIREMENTS[*]} from $WHEEL_DIR failed: gather the missing wheels (gather_wheels.sh --all) and retry."
     # The project itself, editable and without dependencies or build isolation (no index to fetch
-    # setuptools from: the image's own setuptools builds it).
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir -e "$REPO"
+    # setuptools from: the image's own setuptools builds it); not again where this checkout is
+    # already what imports (a warm machine, this script's test beside others using the package).
+    # (Asked from / : from the repository, Python would find the package in the working directory.)
+    if (cd / && REPO="$REPO" "$PYTHON" -c "import os, sys, recbole_eimf.props as p; sys.exit(not os.path.realpath(p.__path__[0]) == os.path.realpath(os.environ['REPO'] + '/props'))") 2>/dev/null; then
+        log "recbole_eimf already installed from $REPO"
+    else
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir -e "$REPO"
+    fi
     "$PYTHON" - <<'EOF'
 import pandas, torch
 import recbole_eimf, recbole
