@@ -29,6 +29,7 @@ import torch
 import recbole_eimf  # noqa: F401  (compat: anomaly detection off)
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.environment import describe_environment, run_environment
 from recbole_eimf.utils import get_model
 
 
@@ -109,6 +110,8 @@ def main() -> None:
     base = statistics.median(times[first]["off"])
     header = f"| model ({args.dataset}, {config['device']}, {torch.get_num_threads()} threads) | s/batch | est. s/epoch | vs {first} | full-sort s/batch"
     header += " | s/batch, anomaly on | anomaly on/off |" if args.anomaly else " |"
+    # Seconds belong to a machine: name it above the table (recbole_eimf/environment.py).
+    print(f"environment: {describe_environment(run_environment(config['device']))}\n")
     print(header)
     print("|" + " --- |" * (7 if args.anomaly else 5))
     for name, (_, _, _, _, n_batches) in setups.items():
