@@ -10,6 +10,7 @@ made and a table that mixes places says so.
 
 from __future__ import annotations
 
+import logging
 import platform
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
@@ -63,3 +64,10 @@ def describe_environment(env: Optional[Mapping[str, Any]]) -> str:
         return "not recorded"
     where = env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_capability')}), {env.get('cpu_threads')} CPU thread(s)"
     return f"torch {env.get('torch')}, recbole {env.get('recbole')}, {where}"
+
+
+def log_environment(log: logging.Logger, device: Any) -> Dict[str, Any]:
+    """:func:`run_environment`, stated in ``log`` (a run's own log) as well."""
+    env = run_environment(device)
+    log.info(f"environment: {describe_environment(env)}")
+    return env

@@ -45,7 +45,7 @@ from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
-from recbole_eimf.environment import describe_environment, device_name, run_environment
+from recbole_eimf.environment import device_name, log_environment
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
@@ -298,8 +298,7 @@ def run_one(
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
         run_logger.info(config)
-        environment = run_environment(config["device"])
-        run_logger.info(f"environment: {describe_environment(environment)}")
+        environment = log_environment(run_logger, config["device"])
         dataset, train_data, valid_data, test_data, model = prepare_run(config)
         n_params = sum(p.numel() for p in model.parameters())
 

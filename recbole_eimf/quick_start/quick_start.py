@@ -14,7 +14,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
-from recbole_eimf.environment import describe_environment, run_environment
+from recbole_eimf.environment import log_environment
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -92,8 +92,7 @@ def run_recbole_eimf(
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
-    environment = run_environment(config["device"])
-    logger.info(f"environment: {describe_environment(environment)}")
+    environment = log_environment(logger, config["device"])
 
     _, train_data, valid_data, test_data, model = prepare_run(config)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

@@ -183,7 +183,7 @@ def run_hyper(
     fixed = fixed_settings(base_config, config_dict, tuner.space)
     with open(out / "best.yaml", "w", encoding="utf-8") as f:
         f.write(f"# best of {len(trials)} trials of {model} on {dataset} ({params_file}, algo {algo})\n")
-        f.write(_fixed_comment(fixed) + _seeds_comment(seeds))
+        f.write(_fixed_comment(fixed, seeds))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     logger.info(f"best parameters: {best['params']} -> {out / 'best.yaml'}")
     result = {"best": best, "trials": trials, "output_dir": str(out)}
@@ -279,8 +279,7 @@ def _trial_seeds(seeds: Optional[Sequence[int]], config_dict: Mapping[str, Any])
     seeds = [int(seed) for seed in seeds]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds {seeds}: each seed once")
-    clashing = sorted({"seed"} & (_command_line_keys() | set(config_dict)))
-    if clashing:
+    if "seed" in _command_line_keys() | set(config_dict):
         raise ConfigError("seed is set beside seeds: every trial trains on each of seeds; drop --seed=")
     return seeds
 
@@ -308,15 +307,11 @@ def trial_record(params: Dict[str, Any], results: Mapping[Optional[int], Dict[st
         "best_valid_result": mean_metrics("best_valid_result"),
         "test_result": mean_metrics("test_result"),
         "seeds": {
-            str(seed): {k: _plain_metrics(r[k]) for k in ("best_valid_score", "best_valid_result", "test_result")}
+            str(seed): {k: r[k] for k in ("best_valid_score", "best_valid_result", "test_result")}
             for seed, r in results.items()
         },
         "environment": first.get("environment"),
     }
-
-
-def _plain_metrics(value):
-    return {k: float(v) for k, v in value.items()} if isinstance(value, Mapping) else float(value)
 
 
 def planned_trials(tuner: HyperTuning, seed: int, space_size: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -382,7 +377,8 @@ def _run_trials_in_parallel(
     """Run the ``planned`` trials (by their number in the search) ``jobs`` trainings at a time
     (one per trial, or one per trial and seed), handing each trial to ``finished`` as its last
     training ends; the finished ones by number. A trial with a failed seed is not finished."""
-    runs = [(k, s) for k in planned for s in (seeds or [None])]
+    trial_seeds = list(seeds or [None])  # None: the config's one seed
+    runs = [(k, s) for k in planned for s in trial_seeds]
     logger.info(f"{len(planned)} trials" + (f" x {len(seeds)} seeds" if seeds else "")
                 + f", {jobs} at a time (logs in {out / 'logs'})")
     threads = cpu_threads_per_job(jobs)
@@ -414,8 +410,8 @@ def _run_trials_in_parallel(
                 return True
             by_seed[k][s] = result
             logger.info(f"{job.title} done: {params} -> best valid {result['best_valid_score']:.4f}")
-            if len(by_seed[k]) == len(seeds or [None]):
-                results[k] = trial_record(params, {s: by_seed[k][s] for s in (seeds or [None])})
+            if len(by_seed[k]) == len(trial_seeds):
+                results[k] = trial_record(params, {s: by_seed[k][s] for s in trial_seeds})
                 finished(results[k])
                 if seeds:
                     logger.info(f"trial {k}: {params} -> mean best valid {results[k]['best_valid_score']:.4f}")
@@ -436,15 +432,15 @@ def fixed_settings(config: Config, config_dict: Optional[Mapping[str, Any]], spa
     return {k: _plain(config[k]) for k in sorted(keys) if k in config}
 
 
-def _fixed_comment(fixed: Mapping[str, Any]) -> str:
-    if not fixed:
-        return ""
-    settings = ", ".join(f"{k}={v}" for k, v in fixed.items())
-    return f"# Every trial ran with {settings}: not set here, pass them too to train as the search did.\n"
-
-
-def _seeds_comment(seeds: Optional[Sequence[int]]) -> str:
-    return f"# Each trial's score: the mean over seeds {', '.join(map(str, seeds))}.\n" if seeds else ""
+def _fixed_comment(fixed: Mapping[str, Any], seeds: Optional[Sequence[int]] = None) -> str:
+    """Comment lines on what every trial ran with besides its parameters, and over which seeds."""
+    lines = ""
+    if fixed:
+        settings = ", ".join(f"{k}={v}" for k, v in fixed.items())
+        lines += f"# Every trial ran with {settings}: not set here, pass them too to train as the search did.\n"
+    if seeds:
+        lines += f"# Each trial's score: the mean over seeds {', '.join(map(str, seeds))}.\n"
+    return lines
 
 
 def write_tuned_defaults(
@@ -463,7 +459,7 @@ def write_tuned_defaults(
             f"# {name}.hyper by best validation score ({score:.6f}), {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
             f"# Trials: {name}-trials.md. Loaded after the model's and the dataset's yaml; anything a user sets wins.\n"
         )
-        f.write(_fixed_comment(fixed or {}) + _seeds_comment(seeds))
+        f.write(_fixed_comment(fixed or {}, seeds))
         yaml.safe_dump(best["params"], f, sort_keys=True)
     shutil.copyfile(params_file, folder / f"{name}.hyper")
     shutil.copyfile(trials_dir / "trials.md", folder / f"{name}-trials.md")
