@@ -243,43 +243,48 @@ def test_every_search_space_the_docs_name_is_in_the_repository():
 
 def test_trials_on_several_seeds_are_scored_by_their_mean_and_resume_by_seed_list(tmp_path):
     """--seeds: every trial trains once per seed (a run each, all four at once here) and is scored
-    by the mean; in this process or in parallel, each seed's run is the same."""
+    by the mean; in this process or in parallel, each seed's run is the same. EIMF's seeds all
+    train on one ESIM, the first seed's (built before the runs start), as in the benchmark harness."""
     from recbole_eimf.errors import ConfigError
 
     params = tmp_path / "space.hyper"
     params.write_text("n_interests choice [1,3]\n")
-    settings = {**SMALL, "epochs": 1, "learning_rate": 0.01}
+    settings = {**SMALL, "epochs": 1, "learning_rate": 0.01, "text_encoder": "tfidf"}
     out = tmp_path / "seeds"
-    tuned = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
-                      jobs=4, seeds=[2020, 2021])
+    tuned = run_hyper("EIMF", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      jobs=4, seeds=[2021, 2022])
+    targets = tmp_path / "saved" / "esim" / "ml-100k" / "targets"
+    built = sorted((m["config"]["max_interests"], m["config"]["seed"]) for m in (
+        json.loads((d / "manifest.json").read_text()) for d in targets.iterdir()))
+    assert built == [(1, 2021), (3, 2021)], "one ESIM per trial setting, on the first seed, for every seed"
     assert sorted(p.name for p in (out / "logs").iterdir()) == [
-        "trial1-seed2020.log", "trial1-seed2021.log", "trial2-seed2020.log", "trial2-seed2021.log"]
+        "trial1-seed2021.log", "trial1-seed2022.log", "trial2-seed2021.log", "trial2-seed2022.log"]
     for trial in tuned["trials"]:
         per_seed = trial["seeds"]
-        assert sorted(per_seed) == ["2020", "2021"]
-        scores = [per_seed[s]["best_valid_score"] for s in ("2020", "2021")]
+        assert sorted(per_seed) == ["2021", "2022"]
+        scores = [per_seed[s]["best_valid_score"] for s in ("2021", "2022")]
         assert trial["best_valid_score"] == pytest.approx(sum(scores) / 2, abs=1e-6)
         assert scores[0] != scores[1], "each run trains on its own seed"
-        recall = [per_seed[s]["test_result"]["recall@20"] for s in ("2020", "2021")]
+        recall = [per_seed[s]["test_result"]["recall@20"] for s in ("2021", "2022")]
         assert trial["test_result"]["recall@20"] == pytest.approx(sum(recall) / 2, abs=1e-6)
     # In this process too (jobs=1): the same runs, seed by seed, for the same trial.
     point = tmp_path / "point.hyper"
     point.write_text("n_interests choice [3]\n")
-    alone = run_hyper("ComiRecSA", "ml-100k", str(point), config_dict=settings, output_dir=str(tmp_path / "alone"),
-                      seeds=[2020, 2021])
+    alone = run_hyper("EIMF", "ml-100k", str(point), config_dict=settings, output_dir=str(tmp_path / "alone"),
+                      seeds=[2021, 2022])
     twin = next(t for t in tuned["trials"] if t["params"] == {"n_interests": 3})
-    for seed in ("2020", "2021"):
+    for seed in ("2021", "2022"):
         assert alone["best"]["seeds"][seed]["best_valid_score"] == pytest.approx(
             twin["seeds"][seed]["best_valid_score"], abs=1e-6)
-    assert "# Each trial's score: the mean over seeds 2020, 2021." in (tmp_path / "alone" / "best.yaml").read_text()
+    assert "# Each trial's score: the mean over seeds 2021, 2022." in (tmp_path / "alone" / "best.yaml").read_text()
 
     # Started again with the same seeds: nothing trains. Other seeds: another search, refused.
     recorded = (out / "trials.jsonl").read_text()
-    again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
-                      jobs=4, seeds=[2020, 2021])
+    again = run_hyper("EIMF", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
+                      jobs=4, seeds=[2021, 2022])
     assert (out / "trials.jsonl").read_text() == recorded
     assert [t["best_valid_score"] for t in again["trials"]] == [t["best_valid_score"] for t in tuned["trials"]]
-    with pytest.raises(ConfigError, match=r"another search \(seeds: \[2020, 2021\] -> \[2020, 2022\]"):
-        run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out), seeds=[2020, 2022])
+    with pytest.raises(ConfigError, match=r"another search \(seeds: \[2021, 2022\] -> \[2021, 2020\]"):
+        run_hyper("EIMF", "ml-100k", str(params), config_dict=settings, output_dir=str(out), seeds=[2021, 2020])
     with pytest.raises(ConfigError, match="seed is set beside seeds"):
-        run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**settings, "seed": 7}, seeds=[2020, 2021])
+        run_hyper("EIMF", "ml-100k", str(params), config_dict={**settings, "seed": 7}, seeds=[2021, 2022])

@@ -96,6 +96,12 @@ def run_hyper(
     seeds = _trial_seeds(seeds, config_dict)
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    if seeds and base_config["model"] == "EIMF" and base_config["esim_seed"] is None:
+        # ESIM's clustering seed follows `seed`: without this each seed of a trial would train on
+        # other typical users (and pay an LLM again). One ESIM for the search, the first seed's,
+        # as the benchmark harness does for its folder.
+        config_dict["esim_seed"] = seeds[0]
+        base_config["esim_seed"] = seeds[0]
     name = tuned_name(base_config["model"], base_config["backbone"])
     out = Path(output_dir or Path("hyper") / f"{model}-{dataset}")
     log = TrialLog(out / TRIALS_FILE, search_settings(base_config, algo, params_file, seeds))
