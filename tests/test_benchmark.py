@@ -680,3 +680,37 @@ def test_config_fallbacks_name_shipped_keys_and_merge_the_backbones():
     assert eimf["ma_contrast"] is True and eimf["train_readout"] == "target"
     assert set(model_fallbacks("EIMF")) <= set(yaml.safe_load((model_properties_dir() / "EIMF.yaml").read_text()))
     assert model_fallbacks("SASRec") == {}
+
+
+def test_esim_only_builds_the_targets_that_runs_then_read_without_their_text_encoder(workdir, monkeypatch, capsys):
+    """--esim_only=True builds ESIM's targets for the EIMF models among --models and trains
+    nothing; a benchmark given that cache reads them and never loads the text encoder: how a CUDA
+    machine without sentence-transformers trains on the all-MiniLM targets prepared here
+    (benchmarks/gpu/run_benchmark.sh --prepare)."""
+    real_run_one = runner_module.run_one
+    monkeypatch.setattr(runner_module, "run_one", _no_training)
+    cache = workdir / "carried"
+    small = [f"--{key}={value}" for key, value in SMALL.items() if key != "epochs"]
+    common = ["--dataset=ml-100k", "--seeds=2020", f"--esim_cache_dir={cache}", "--text_encoder=sentence-transformers",
+              *small]
+    assert main(["--models=SASRec,EIMF-ComiRecSA", "--esim_only=True", f"--output_dir={workdir / 'here'}", *common]) == 0
+    (folder,) = (cache / "ml-100k" / "targets").iterdir()
+    assert str(cache / "ml-100k" / "targets") in capsys.readouterr().out
+    assert not (workdir / "here" / "runs.jsonl").exists()
+
+    # There: no sentence-transformers to import; the run finds its targets in the carried cache.
+    monkeypatch.setattr(runner_module, "run_one", real_run_one)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    assert main(["--models=EIMF-ComiRecSA", "--epochs=1", f"--output_dir={workdir / 'there'}", *common]) == 0
+    (record,) = RunStore(workdir / "there" / "runs.jsonl").load().values()
+    assert record["esim_targets"]["key"] == folder.name
+    assert record["esim_targets"]["encoder"] == "sentence-transformers:all-MiniLM-L6-v2"
+    assert not (workdir / "there" / "esim").exists()
+    # Targets it lacks (other settings): the encoder is needed, and the error names it before any training.
+    assert main(["--models=EIMF-ComiRecSA", "--epochs=1", "--n_concepts=7", "--jobs=2",
+                 f"--output_dir={workdir / 'other'}", *common, "--seeds=2020,2021"]) == 2
+    assert "sentence-transformers is not installed" in capsys.readouterr().err
+
+    assert main(["--models=SASRec", "--esim_only=True", "--dataset=ml-100k"]) == 2
+    assert "none of SASRec runs ESIM" in capsys.readouterr().err
+

@@ -1,8 +1,9 @@
 """benchmarks/gpu/run_benchmark.sh on this CPU (ALLOW_CPU=1, everything already installed, so its
 offline install finds nothing to fetch): what it leaves in $OUT fits the device machine's way back
-(at most 8 files, two folders down, 16 MiB each), and a spent time limit still packs reports
-rebuilt from the finished runs."""
+(at most 8 files, two folders down, 16 MiB each), a spent time limit still packs reports
+rebuilt from the finished runs, and EIMF there trains on the ESIM targets prepared here."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,12 +15,12 @@ SCRIPT = ROOT / "benchmarks" / "gpu" / "run_benchmark.sh"
 SMALL = ["--epochs=1", "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16"]
 
 
-def run_script(tmp_path: Path, **env) -> subprocess.CompletedProcess:
+def run_script(tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess:
     env = {
         **os.environ, "PYTHON": sys.executable, "ALLOW_CPU": "1", "DATASET": "ml-100k", "MODELS": "ComiRecSA",
         "SEEDS": "2020", "JOBS": "1", "OUT": str(tmp_path / "out"), "RESULTS_DIR": str(tmp_path / "results"), **env,
     }
-    return subprocess.run(["bash", str(SCRIPT), *SMALL], env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(["bash", str(SCRIPT), *args, *SMALL], env=env, capture_output=True, text=True, timeout=900)
 
 
 def returned(out: Path) -> list:
@@ -31,8 +32,23 @@ def returned(out: Path) -> list:
 
 
 def test_gpu_script_packs_what_comes_back_and_reports_after_its_time_limit(tmp_path):
-    proc = run_script(tmp_path)
+    # --prepare-esim (here): the EIMF models' targets into the folder that travels, with the text
+    # encoder named; the run (there) trains EIMF on them instead of building its own. (tfidf keeps
+    # the test light: without the carried targets the run would build sentence-transformers ones.)
+    esim = {"MODELS": "ComiRecSA,EIMF-ComiRecSA", "ESIM_DIR": str(tmp_path / "carry"), "ESIM_TEXT_ENCODER": "tfidf"}
+    proc = run_script(tmp_path, "--prepare-esim", **esim)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (prepared,) = (tmp_path / "carry" / "ml-100k" / "targets").iterdir()
+    assert not (tmp_path / "carry" / "ml-100k" / "item_embeddings").exists(), "only the targets travel"
+    assert sorted(p.name for p in prepared.iterdir()) == ["manifest.json", "semantic_targets.pt"]
+    assert not (tmp_path / "results").exists(), "nothing trained"
+
+    proc = run_script(tmp_path, **esim)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "EIMF reads the semantic targets prepared in" in proc.stdout
+    eimf = [json.loads(line) for line in (tmp_path / "results" / "runs.jsonl").read_text().splitlines()][-1]
+    assert eimf["model"] == "EIMF-ComiRecSA" and eimf["esim_targets"]["key"] == prepared.name
+    assert not (tmp_path / "results" / "esim").exists()
     back = tmp_path / "out" / "ml-100k"
     assert returned(tmp_path / "out") == [
         f"ml-100k/{name}" for name in ("benchmark.log", "results.md", "results.tar.gz", "runs.jsonl")
@@ -48,7 +64,7 @@ def test_gpu_script_packs_what_comes_back_and_reports_after_its_time_limit(tmp_p
     for path in back.iterdir():
         path.unlink()
     (tmp_path / "results" / "results.md").unlink()
-    proc = run_script(tmp_path, TIME_LIMIT_S="1")
+    proc = run_script(tmp_path, TIME_LIMIT_S="1", **esim)
     assert proc.returncode == 124, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stopped at the time limit" in proc.stdout
     assert "| ComiRecSA | 1 |" in (back / "results.md").read_text()

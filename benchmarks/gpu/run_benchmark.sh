@@ -2,7 +2,8 @@
 # Prepare an offline CUDA machine (PyTorch preinstalled, no network) and run the full benchmark on
 # amazon-beauty (or on ml-100k, which ships inside RecBole). Run from anywhere; see benchmarks/gpu/README.md.
 #
-#   bash benchmarks/gpu/run_benchmark.sh --prepare     # here: copy the data into .data/, check .whl/
+#   bash benchmarks/gpu/run_benchmark.sh --prepare [--key=value ...]  # here: .data/, .esim/, check .whl/
+#   bash benchmarks/gpu/run_benchmark.sh --prepare-esim [--key=value ...]  # here: .esim/ only
 #   bash benchmarks/gpu/run_benchmark.sh [--key=value ...]   # there: install, then benchmark
 #
 # Extra --key=value arguments go to `python -m recbole_eimf.benchmark` after the defaults below
@@ -24,6 +25,10 @@
 #                PARAMS_FILE (default props/hyper/<model, lower case>.hyper), ALGO (random),
 #                MAX_EVALS (20), JOBS trials at a time, into props/tuned/; the trials and the tuned
 #                files are copied to $RESULTS_DIR/tuning/
+#   ESIM_DIR     ESIM's semantic targets built here by --prepare (default .esim/, which travels):
+#                EIMF runs there read them instead of building their own; empty: not used
+#   ESIM_TEXT_ENCODER  the text encoder they are built with here and named by there
+#                (default sentence-transformers: all-MiniLM-L6-v2, which the CUDA image lacks)
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -39,6 +44,8 @@ SEEDS="${SEEDS:-2020,2021,2022}"
 # several runs share it; 12 leaves a core each on a 16-core machine.
 JOBS="${JOBS:-12}"
 RESULTS_DIR="${RESULTS_DIR:-$REPO/benchmark_results/$DATASET}"
+ESIM_DIR="${ESIM_DIR-$REPO/.esim}"
+ESIM_TEXT_ENCODER="${ESIM_TEXT_ENCODER:-sentence-transformers}"
 # What the project needs at run time besides torch and numpy (pyproject.toml's dependencies).
 # pip keeps each one that is installed in a matching version, and takes the rest from .whl/.
 REQUIREMENTS=(
@@ -105,6 +112,38 @@ stage_data() {
     die "no $DATASET data: neither $target nor ../shared/data/$DATASET. Run this script with --prepare where ../shared/data exists, and bring .data/ along."
 }
 
+# Whether this invocation trains EIMF (whose runs read ESIM's targets): the tuned model, or an
+# EIMF variant among MODELS.
+uses_esim() {
+    if [[ -n "${TUNE:-}" ]]; then [[ "$TUNE" == EIMF ]]; else [[ ",$MODELS," == *,EIMF* ]]; fi
+}
+
+# ESIM's targets for this invocation's EIMF models (MODELS, or TUNE), built here into $ESIM_DIR with
+# $ESIM_TEXT_ENCODER, so that runs there train on the targets CPU runs here use instead of
+# building their own with the encoder the CUDA image has (tfidf). Same DATASET, MODELS or TUNE,
+# SEEDS and --key=value arguments as the run there: they decide which targets a run reads.
+prepare_esim() {
+    [[ -n "$ESIM_DIR" ]] || { log "ESIM: ESIM_DIR is empty, nothing prepared"; return 0; }
+    uses_esim || { log "ESIM: no EIMF model to prepare targets for (MODELS, TUNE)"; return 0; }
+    if [[ "$ESIM_TEXT_ENCODER" == sentence-transformers ]] && ! "$PYTHON" -c "import sentence_transformers" 2>/dev/null; then
+        die "ESIM: sentence-transformers is not installed here (pip install -e '.[text]'), or set ESIM_TEXT_ENCODER"
+    fi
+    local scratch status=0
+    scratch="$(mktemp -d)"
+    "$PYTHON" -m recbole_eimf.benchmark --dataset="$DATASET" --models="${TUNE:-$MODELS}" --seeds="${SEEDS%%,*}" \
+        --esim_only=True --esim_cache_dir="$ESIM_DIR" --text_encoder="$ESIM_TEXT_ENCODER" --data_path=.data \
+        --output_dir="$scratch" "$@" || status=$?
+    # Runs read each targets folder's manifest.json and semantic_targets.pt only: not the item
+    # embeddings (18 MB on amazon-beauty), tiktoken's files, nor the readable interests.md/.json
+    # (8 MB for 1,939 users; the carry is 64 MiB in all).
+    rm -rf "$scratch" "$ESIM_DIR/$DATASET/item_embeddings" "$ESIM_DIR/tiktoken"
+    if [[ -d "$ESIM_DIR/$DATASET/targets" ]]; then
+        find "$ESIM_DIR/$DATASET/targets" -name 'interests.*' -delete
+    fi
+    (( status == 0 )) || die "ESIM: building the targets failed (above)"
+    log "ESIM: targets ready to travel in $ESIM_DIR/$DATASET ($(du -sh "$ESIM_DIR" | cut -f1), $ESIM_TEXT_ENCODER)"
+}
+
 check_wheels() {
     ls "$WHEEL_DIR"/recbole-1.2.1-*.whl >/dev/null 2>&1 \
         || die "no RecBole wheel in $WHEEL_DIR: run benchmarks/gpu/gather_wheels.sh where PyPI is reachable, and bring .whl/ along."
@@ -152,10 +191,22 @@ check_gpu() {
     fi
 }
 
+if [[ "${1:-}" == "--prepare-esim" ]]; then
+    shift
+    stage_data
+    prepare_esim "$@"
+    exit 0
+fi
 if [[ "${1:-}" == "--prepare" ]]; then
+    shift
     stage_data
     check_wheels
-    log "prepared: .data/ and .whl/ are ready to travel ($(du -sh "$DATA_DIR" "$WHEEL_DIR" | awk '{print $1}' | paste -sd' '))"
+    prepare_esim "$@"
+    carried=("$DATA_DIR" "$WHEEL_DIR")
+    [[ -n "$ESIM_DIR" && -d "$ESIM_DIR" ]] && carried+=("$ESIM_DIR")
+    log "prepared: ${carried[*]##*/} are ready to travel ($(du -sh "${carried[@]}" | awk '{print $1}' | paste -sd' '))"
+    total_kb="$(du -sck "${carried[@]}" | tail -1 | cut -f1)"
+    (( total_kb <= 64 * 1024 )) || log "warning: $(( total_kb / 1024 )) MiB in all, over the device's 64 MiB carry"
     exit 0
 fi
 
@@ -168,6 +219,13 @@ stamp="$(mktemp)"
 gpu_args=(--gpu_id=0)
 if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
     gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_gpu)
+fi
+esim_args=()
+if [[ -n "$ESIM_DIR" && -d "$ESIM_DIR/$DATASET/targets" ]] && uses_esim; then
+    # A run whose targets are not there fails at its start, naming the text encoder: prepare them
+    # here with the same settings (--prepare-esim), or set ESIM_DIR= to build tfidf targets there.
+    esim_args=(--esim_cache_dir="$ESIM_DIR" --text_encoder="$ESIM_TEXT_ENCODER")
+    log "ESIM: EIMF reads the semantic targets prepared in $ESIM_DIR/$DATASET ($ESIM_TEXT_ENCODER)"
 fi
 reference_args=()
 if [[ -n "${REFERENCE:-}" ]]; then reference_args=(--reference="$REFERENCE")
@@ -185,7 +243,7 @@ if [[ -n "${TUNE:-}" ]]; then
     status=0
     limited "$PYTHON" run_recbole_eimf.py --model="$TUNE" --dataset="$DATASET" --params_file="$params_file" \
         --algo="${ALGO:-random}" --max_evals="${MAX_EVALS:-20}" --jobs="$JOBS" --tuned_dir=props/tuned \
-        --data_path=.data "${gpu_args[@]}" "$@" || status=$?
+        --data_path=.data "${gpu_args[@]}" "${esim_args[@]}" "$@" || status=$?
     (( status != 124 )) || log "stopped at the time limit: the finished trials are in $trials_dir/trials.jsonl (RESUME_FROM it)"
     mkdir -p "$RESULTS_DIR/tuning"
     cp -r "$trials_dir" "$RESULTS_DIR/tuning/" 2>/dev/null || true
@@ -202,7 +260,7 @@ fi
 log "benchmark on $DATASET: $MODELS x seeds $SEEDS, $JOBS at a time -> $RESULTS_DIR"
 status=0
 benchmark_args=(--dataset="$DATASET" --models="$MODELS" --seeds="$SEEDS" --data_path=.data "${gpu_args[@]}"
-    "${reference_args[@]}" --output_dir="$RESULTS_DIR" "$@")
+    "${reference_args[@]}" "${esim_args[@]}" --output_dir="$RESULTS_DIR" "$@")
 limited "$PYTHON" -m recbole_eimf.benchmark "${benchmark_args[@]}" --jobs="$JOBS" || status=$?
 if (( status == 124 )); then
     # A report may have been cut mid-write: rebuild every report from the finished runs.

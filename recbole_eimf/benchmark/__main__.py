@@ -12,6 +12,9 @@ finished runs. ``--jobs=N`` runs N of them at a time, each in its own process.
 ``--report_only=True`` trains nothing and writes the tables of the finished runs; with
 ``--runs_from=dir1,dir2`` they include the runs recorded in other output folders.
 ``--reference=SASRec`` adds a table of every other model's relative change over SASRec.
+``--esim_only=True`` trains nothing: it builds ESIM's semantic targets for the listed EIMF models
+(e.g. to pay an LLM once before a long benchmark, or to carry them to a machine without the text
+encoder: benchmarks/gpu/README.md).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from recbole_eimf.benchmark.runner import BenchmarkSetupError, check_inputs, run_benchmark
+from recbole_eimf.benchmark.runner import ESIM_DIR, BenchmarkSetupError, check_inputs, run_benchmark
 from recbole_eimf.data import DatasetNotFoundError
+from recbole_eimf.errors import ConfigError
+from recbole_eimf.esim.errors import EsimError
 from recbole_eimf.progress_log import progress_logging
 
 logger = logging.getLogger("recbole_eimf.benchmark")
@@ -85,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="one of --models (e.g. SASRec): results.md adds every other model's relative change over it",
     )
     parser.add_argument(
+        "--esim_only", type=_str2bool, default=False,
+        help="train nothing: build ESIM's semantic targets for the listed EIMF models, where their runs read them (False)",
+    )
+    parser.add_argument(
         "--stop_on_error", type=_str2bool, default=False,
         help="stop at the first failing run instead of going on with the next (False)",
     )
@@ -133,10 +142,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 report_only=args.report_only,
                 runs_from=args.runs_from,
                 reference=args.reference,
+                esim_only=args.esim_only,
             )
-    except (BenchmarkSetupError, DatasetNotFoundError) as err:  # raised before any training
+    # Raised before any training (ESIM's errors: by the targets built before parallel runs start).
+    except (BenchmarkSetupError, DatasetNotFoundError, ConfigError, EsimError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.esim_only:
+        cache = Path(overrides.get("esim_cache_dir") or output_dir / ESIM_DIR) / args.dataset
+        print(f"ESIM's semantic targets are in {cache / 'targets'}")
+        return 0
     print(f"\n{summary.markdown}")
     print(f"trained {len(summary.trained)}, skipped {len(summary.skipped)} (done), failed {len(summary.failed)}")
     for name, path in summary.files.items():

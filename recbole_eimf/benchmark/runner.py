@@ -417,6 +417,31 @@ def _records_from(folders: Sequence[Union[str, Path]], report_only: bool) -> Dic
     return records
 
 
+def build_esim_only(
+    dataset: str,
+    models: Sequence[str],
+    seed: int,
+    files_per_model: Mapping[str, Sequence[Path]],
+    overrides: Mapping[str, Any],
+    output_dir: Path,
+    esim_defaults: Mapping[str, Any],
+) -> List[str]:
+    """Build (or find) the ESIM targets that the listed models which run ESIM train on with
+    ``seed`` (the benchmark's first seed), in the folder's ESIM cache (``esim_cache_dir`` when
+    overridden); returns those models. Nothing trains. For paying an LLM before a long
+    benchmark, or preparing a cache for a machine that lacks the text encoder: with the targets
+    cached, a run there reads them and never loads the encoder (benchmarks/gpu/README.md)."""
+    configs = {m: build_config(m, dataset, seed, files_per_model[m], overrides, output_dir, esim_defaults) for m in models}
+    esim_models = [m for m, config in configs.items() if config["model"] == "EIMF"]
+    if not esim_models:
+        raise BenchmarkSetupError(f"esim_only: none of {', '.join(models)} runs ESIM (EIMF and its variants do)")
+    ensure_dataset(configs[esim_models[0]])
+    from recbole_eimf.esim.stage import build_esim_caches
+
+    build_esim_caches(((m, configs[m]) for m in esim_models), logger)
+    return esim_models
+
+
 def run_benchmark(
     dataset: str,
     models: Sequence[str],
@@ -431,6 +456,7 @@ def run_benchmark(
     report_only: bool = False,
     runs_from: Sequence[Union[str, Path]] = (),
     reference: Optional[str] = None,
+    esim_only: bool = False,
 ) -> BenchmarkSummary:
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
@@ -448,7 +474,9 @@ def run_benchmark(
     and never written, so that one table spans several folders without copying their records; a
     run recorded in more than one place is taken from ``output_dir`` first, then from the last
     folder that holds it. ``reference`` (one of ``models``, e.g. SASRec) adds a table of every other
-    model's relative change over it to ``results.md``.
+    model's relative change over it to ``results.md``. ``esim_only`` trains nothing either: it
+    builds (or finds) ESIM's semantic targets for every listed model that runs ESIM, exactly as
+    the runs would read them (see :func:`build_esim_only`).
 
     Raises ``ValueError`` before any training for an unknown model name, a reserved override,
     or (unless ``report_only``) finished runs in ``output_dir`` that were made with other settings.
@@ -472,6 +500,12 @@ def run_benchmark(
     # with an LLM, paid for) once.
     esim_defaults = {"esim_cache_dir": str(output_dir / ESIM_DIR), "esim_seed": seeds[0]}
     files_per_model = {m: model_config_files(m, dataset, config_files, model_config_dir) for m in models}
+    if esim_only:
+        if report_only:
+            raise BenchmarkSetupError("esim_only builds ESIM's targets and report_only writes tables: choose one")
+        build_esim_only(dataset, models, seeds[0], files_per_model, overrides, output_dir, esim_defaults)
+        return BenchmarkSummary(output_dir=output_dir)
+
     settings_per_model = {
         m: _model_settings(m, dataset, files_per_model[m], overrides, esim_defaults["esim_seed"]) for m in models
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from recbole_eimf.esim.extraction import ExtractionStats, UserAnswer
@@ -173,6 +174,7 @@ def summary_text(
     lines += [
         f"  users with targets: {n_with_target}; concepts: {n_concepts}",
         f"  written to:      {folder}",
-        f"  readable file:   {folder / 'interests.md'}",
     ]
+    if (Path(folder) / "interests.md").is_file():  # not in a cache carried without it (benchmarks/gpu)
+        lines.append(f"  readable file:   {Path(folder) / 'interests.md'}")
     return "\n".join(lines)
