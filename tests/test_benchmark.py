@@ -709,7 +709,9 @@ def test_esim_only_builds_the_targets_that_runs_then_read_without_their_text_enc
     # Targets it lacks (other settings): the encoder is needed, and the error names it before any training.
     assert main(["--models=EIMF-ComiRecSA", "--epochs=1", "--n_concepts=7", "--jobs=2",
                  f"--output_dir={workdir / 'other'}", *common, "--seeds=2020,2021"]) == 2
-    assert "sentence-transformers is not installed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "sentence-transformers is not installed, and ESIM's cache holds no targets" in err
+    assert str(cache / "ml-100k" / "targets") in err
 
     assert main(["--models=SASRec", "--esim_only=True", "--dataset=ml-100k"]) == 2
     assert "none of SASRec runs ESIM" in capsys.readouterr().err

@@ -171,18 +171,25 @@ install() {
     else
         "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir -e "$REPO"
     fi
-    "$PYTHON" - <<'EOF'
+}
+
+# What got installed, and the GPU PyTorch sees (GPU_NAME, empty for none), in one interpreter
+# start (each costs seconds of the device's time).
+check_python_and_gpu() {
+    local report
+    report="$("$PYTHON" - <<'EOF'
 import pandas, torch
 import recbole_eimf, recbole
 assert pandas.__version__.split(".")[0] != "3", f"pandas {pandas.__version__}: RecBole needs pandas < 3"
 print(f"[run_benchmark] python OK: torch {torch.__version__} (CUDA {torch.version.cuda}), recbole {recbole.__version__}, "
       f"pandas {pandas.__version__}, recbole_eimf {recbole_eimf.__version__}")
+print("gpu=" + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""))
 EOF
-}
-
-check_gpu() {
-    if "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-        "$PYTHON" -c "import torch; print('[run_benchmark] GPU:', torch.cuda.get_device_name(0))"
+)" || die "the installed packages do not import (above)"
+    echo "${report%$'\n'gpu=*}"
+    GPU_NAME="${report##*$'\n'gpu=}"
+    if [[ -n "$GPU_NAME" ]]; then
+        log "GPU: $GPU_NAME"
         command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     elif [[ "${ALLOW_CPU:-0}" == 1 ]]; then
         log "no GPU visible: running on the CPU (ALLOW_CPU=1)"
@@ -212,14 +219,12 @@ fi
 
 stage_data
 install
-check_gpu
+check_python_and_gpu
 
 mkdir -p "$RESULTS_DIR"
 stamp="$(mktemp)"
 gpu_args=(--gpu_id=0)
-if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_gpu)
-fi
+[[ -n "$GPU_NAME" ]] || gpu_args=(--use_gpu=False)  # only reached with ALLOW_CPU=1 (check_python_and_gpu)
 esim_args=()
 if [[ -n "$ESIM_DIR" && -d "$ESIM_DIR/$DATASET/targets" ]] && uses_esim; then
     # A run whose targets are not there fails at its start, naming the text encoder: prepare them

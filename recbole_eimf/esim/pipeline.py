@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import recbole_eimf
+from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim.backends import backend_identity, make_backend
 from recbole_eimf.esim.backends.openai_compat import read_api_key, safe_url
 from recbole_eimf.esim.cache import (
@@ -33,7 +34,7 @@ from recbole_eimf.esim.profiles import behavior_profiles, select_typical_users, 
 from recbole_eimf.esim.prompts import PromptBuilder, PromptTemplate, prompt_key
 from recbole_eimf.esim.report import DryRunReport, interests_markdown, interests_records, summary_text
 from recbole_eimf.esim.sequences import TrainingSequences, training_sequences
-from recbole_eimf.esim.settings import ESIM_KEYS, EsimSettings
+from recbole_eimf.esim.settings import ESIM_KEYS, EsimSettings, sentence_transformers_available
 from recbole_eimf.esim.threads import few_threads
 from recbole_eimf.esim.tokens import TokenCounter
 
@@ -268,6 +269,17 @@ def check_credentials(settings: EsimSettings) -> None:
         read_api_key(settings.llm_api_key_env, "text_encoder 'openai'")
 
 
+def check_text_encoder(settings: EsimSettings, folder: Path) -> None:
+    """Raise the ConfigError about a text encoder that is not installed before any work, once the
+    cache (``folder``: where these settings' targets would be) has not answered."""
+    if settings.text_encoder == "sentence-transformers" and not sentence_transformers_available():
+        raise ConfigError(
+            f"`text_encoder` sentence-transformers is not installed, and ESIM's cache holds no targets for these "
+            f"settings ({folder}): pip install \"recbole-eimf[text]\", or build the targets where it is installed "
+            "and bring the cache along (`esim_cache_dir`; benchmarks/gpu/README.md), or choose --text_encoder=tfidf"
+        )
+
+
 def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> EsimResult:
     """Build ESIM's semantic targets, or load them when this exact result is cached."""
     timer = _Timer()
@@ -284,6 +296,7 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
             int(targets.is_typical.sum()), int(targets.has_target.sum()), targets.n_concepts, inputs.folder, True,
         )
         return EsimResult(targets=targets, stats=None, from_cache=True, summary=summary)
+    check_text_encoder(settings, inputs.folder)  # a missing encoder fails now, not after the costly steps
 
     if not identity["uses_llm"]:
         how = "chosen by llm_backend: auto, since llm_base_url is not set" if (
