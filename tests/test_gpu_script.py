@@ -33,7 +33,7 @@ def returned(out: Path) -> list:
     return sorted(str(p.relative_to(out)) for p in files)
 
 
-def test_gpu_script_packs_what_comes_back_and_reports_after_its_time_limit(tmp_path):
+def test_gpu_script_trains_eimf_on_carried_targets_packs_what_comes_back_and_reports_after_its_time_limit(tmp_path):
     # --prepare-esim (here): the EIMF models' targets into the folder that travels, with the text
     # encoder named; the run (there) trains EIMF on them instead of building its own. (tfidf keeps
     # the test light: without the carried targets the run would build sentence-transformers ones.)
