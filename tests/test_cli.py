@@ -64,7 +64,8 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     (tmp_path / "space.hyper").write_text("learning_rate choice [0.001,0.01]\n")
     proc = run_cli(
         "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=1",
-        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--tuned_dir=tuned", cwd=tmp_path,
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--user_inter_num_interval=[5,41)",
+        "--tuned_dir=tuned", cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best of 2 trials" in proc.stdout
@@ -80,7 +81,8 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     recorded = trials.read_text()
     again = run_cli(
         "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=1", "--jobs=2",
-        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--tuned_dir=tuned", cwd=tmp_path,
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--user_inter_num_interval=[5,41)",
+        "--tuned_dir=tuned", cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert trials.read_text() == recorded and not (trials.parent / "logs").exists()
@@ -90,7 +92,8 @@ def test_cli_tunes_from_a_params_file(tmp_path):
     # Another budget is another search: refused in that folder, with what differs.
     other = run_cli(
         "--model=ComiRecSA", "--dataset=ml-100k", "--params_file=space.hyper", "--epochs=2",
-        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", cwd=tmp_path,
+        "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--state=WARNING", "--user_inter_num_interval=[5,41)",
+        cwd=tmp_path,
     )
     assert other.returncode != 0 and "Traceback" not in other.stderr
     assert "trials.jsonl holds the trials of another search (epochs: 1 -> 2)" in other.stderr
