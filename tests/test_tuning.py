@@ -142,13 +142,20 @@ def test_random_search_plans_distinct_seeded_trials_and_refuses_parallel_bayes(t
         run_hyper("ComiRecSA", "ml-100k", str(params), algo="random")
 
 def test_random_search_trains_a_point_drawn_again_once(tmp_path):
-    """In this process, random search answers a repeated draw from the trial it already ran."""
+    """In this process, random search answers a repeated draw from the trial it already ran; its
+    draws are seeded by the config's seed, the same trials in the same order as --jobs plans."""
+    from recbole.trainer.hyper_tuning import HyperTuning
+
+    from recbole_eimf.quick_start.tuning import planned_trials
+
     params = tmp_path / "space.hyper"
     params.write_text("n_interests choice [1,3]\n")
     out = tmp_path / "out"
     tuned = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1},
                       algo="random", max_evals=5, output_dir=str(out))
     assert sorted(t["params"]["n_interests"] for t in tuned["trials"]) == [1, 3]
+    planner = HyperTuning(lambda *a: None, params_file=str(params), algo="random", max_evals=5)
+    assert [t["params"] for t in tuned["trials"]] == planned_trials(planner, seed=2020, space_size=2)
     trained = [line for line in (out / "trials.jsonl").read_text().splitlines() if '"params"' in line]
     assert len(trained) == 2
     with open(out / "trials.csv") as f:

@@ -10,8 +10,9 @@ parameter a line::
 Each trial is a full :func:`run_recbole_eimf` run (train, early-stop, test). With ``jobs`` > 1
 (``--jobs=N``) the ``exhaustive`` and ``random`` searches run N trials at a time, each in its own
 process (one GPU is mostly idle under one small recommender): their trials do not depend on earlier
-results, so hyperopt draws them all first (``random`` seeded by the config's ``seed``), and every
-trial runs to the end (no ``early_stop``). Writes the trials
+results, so hyperopt draws them all first, and every trial runs to the end (no ``early_stop``).
+Searches draw from a generator seeded by the config's ``seed``, in this process as in parallel
+(RecBole's own ``HyperTuning.run`` leaves hyperopt unseeded): the same search draws the same trials. Writes the trials
 table (csv and markdown) and the best parameters as a yaml file that ``--config_files`` accepts.
 With ``tuned_dir`` (``--tuned_dir=props/tuned``) the best parameters also become the model's tuned
 defaults on the dataset, ``<tuned_dir>/<dataset>/<name>.yaml``, which :class:`~recbole_eimf.config.Config`
@@ -41,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
 import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
@@ -180,7 +182,13 @@ def run_hyper(
         found = {**reused, **new}
         trials = [found[k] for k in sorted(found)]  # the planned order, whatever order they finished in
     else:
-        tuner.run()
+        # RecBole's HyperTuning.run, seeded by the config's seed: unseeded, hyperopt draws from OS
+        # entropy, so a random (or bayes) search started again would draw other trials than those
+        # it could reuse. Random search draws the trials `--jobs` plans (planned_trials), in order.
+        from hyperopt import fmin
+
+        fmin(tuner.trial, tuner.space, algo=tuner.algo, max_evals=tuner.max_evals, early_stop_fn=tuner.early_stop_fn,
+             rstate=np.random.RandomState(int(base_config["seed"])))
 
     out.mkdir(parents=True, exist_ok=True)
     bigger = trials[0]["valid_score_bigger"]
@@ -330,7 +338,6 @@ def planned_trials(tuner: HyperTuning, seed: int, space_size: Optional[int] = No
     trials), so the draw goes on past ``max_evals`` until it has enough. Drawing on keeps the
     earlier draws (hyperopt seeds each draw from one RandomState in turn), so a longer plan starts
     with a shorter one's trials."""
-    import numpy as np
     from hyperopt import STATUS_OK, Trials, fmin
 
     wanted = min(tuner.max_evals, space_size or tuner.max_evals)
