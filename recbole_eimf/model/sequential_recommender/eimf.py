@@ -140,10 +140,15 @@ class EIMF(SequentialRecommender):
 
     # ------------------------------------------------------------------ training
     def _semantic_targets(self):
+        device = self.backbone.item_embedding.weight.device
+        if self._targets is not None and self._targets.concepts.device != device:
+            # Loaded before the model moved: __init__ loads them (to size the head) on the CPU,
+            # then RecBole moves the model to `device`; the targets are no buffers, so follow here.
+            self._targets = self._targets.to(device)
         if self._targets is None:
             from recbole_eimf.esim import load_semantic_targets
 
-            targets = load_semantic_targets(self.config, self.dataset).to(self.backbone.item_embedding.weight.device)
+            targets = load_semantic_targets(self.config, self.dataset).to(device)
             if self.head is not None and targets.concepts.size(1) != self.head.out_features:
                 raise ConfigError(
                     f"`semantic_dim` [{self.head.out_features}] does not match the text encoder's "
