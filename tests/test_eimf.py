@@ -7,6 +7,7 @@ import torch
 
 from recbole.utils import init_seed
 
+from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.errors import ConfigError
@@ -247,3 +248,12 @@ def test_checkpoint_reloads_and_scores_without_esim_cache(tmp_path):
     reloaded = trainer.evaluate(test_data, load_best_model=False)
     assert reloaded == pytest.approx(result["test_result"])
     assert not cache.exists()  # scoring built nothing
+
+    if not torch.cuda.is_available():  # a checkpoint from a GPU reloads on a machine without one
+        checkpoint = trusted_load(result["model_file"], map_location="cpu")
+        checkpoint["config"]["device"] = torch.device("cuda")
+        torch.save(checkpoint, tmp_path / "from-gpu.pth")
+        config, model, _, _, _, test_data = load_data_and_model(str(tmp_path / "from-gpu.pth"))
+        assert config["device"].type == "cpu" and model.head.weight.device.type == "cpu"
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        assert trainer.evaluate(test_data, load_best_model=False) == pytest.approx(result["test_result"])

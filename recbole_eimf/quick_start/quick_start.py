@@ -120,6 +120,12 @@ def load_data_and_model(model_file: str):
     """
     checkpoint = trusted_load(model_file, map_location="cpu")
     config = checkpoint["config"]
+    if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
+        # Trained on a GPU, reloaded where there is none (e.g. to analyse it on a laptop).
+        logging.getLogger(__name__).warning(
+            f"{model_file} was trained on {config['device']}; there is no GPU here: loading it on the CPU"
+        )
+        config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
