@@ -100,16 +100,6 @@ def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k
     assert sp0.item() == 0.0 and ma0.item() == 0.0
 
 
-def test_semantic_targets_follow_the_model_to_its_device(ml100k, tmp_path):
-    # RecBole builds a model on the CPU, then moves it to `device`. EIMF loads its targets in
-    # __init__ (to size its head); they must follow, or a GPU run indexes CPU targets with CUDA
-    # user ids at its first batch. The meta device stands in for a GPU here.
-    model = get_model("EIMF")(eimf_config(tmp_path / "esim"), ml100k[2]._dataset)
-    assert model._semantic_targets().concepts.device.type == "cpu"
-    model.to("meta")
-    assert {t.device.type for t in model._semantic_targets().tensors().values()} == {"meta"}
-
-
 def test_aux_decay_lowers_the_weights_epoch_by_epoch_to_zero(ml100k, tmp_path):
     train = ml100k[2]
     # This test iterates the shared loader: restore its shuffle state afterwards, so that later
