@@ -14,7 +14,8 @@ ESIM step). A model may carry its own overrides after ``@``, so one run compares
     python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
         --models=ComiRecSA@trim_padding=False,ComiRecSA --batches=6 --rounds=3
 
-Prints a markdown table.
+Prints a markdown table. ``--profile=N`` then prints, per model, the N operators that took the
+most CPU time over one more pass of its training batches (``torch.profiler``): where an epoch goes.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--anomaly", action="store_true", help="also time with anomaly detection on")
+    parser.add_argument("--profile", type=int, default=0, help="then list each model's N costliest operators")
     args, extra = parser.parse_known_args()
     overrides = {}
     for item in extra:  # --key=value, values read as Python literals where they parse
@@ -123,6 +125,12 @@ def main() -> None:
         else:
             row += " |"
         print(row)
+
+    for name, (model, optimizer, batches, _, _) in setups.items() if args.profile else ():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            train_seconds(model, optimizer, batches, anomaly=False)
+        print(f"\n{name}: the {args.profile} costliest operators over {len(batches)} training batches\n")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
 
 if __name__ == "__main__":
