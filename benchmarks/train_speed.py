@@ -126,7 +126,9 @@ def main() -> None:
             row += " |"
         print(row)
 
-    for name, (model, optimizer, batches, _, _) in setups.items() if args.profile else ():
+    if not args.profile:
+        return
+    for name, (model, optimizer, batches, _, _) in setups.items():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
             train_seconds(model, optimizer, batches, anomaly=False)
         print(f"\n{name}: the {args.profile} costliest operators over {len(batches)} training batches\n")
