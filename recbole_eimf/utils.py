@@ -67,7 +67,12 @@ def get_trainer(model_type, model_name: str) -> Type:
 
 
 def props_dir() -> Path:
-    """The folder holding the plugin's experiment defaults (``props/`` of the repository)."""
+    """The folder holding the plugin's experiment defaults: ``props/`` beside the package in a
+    checkout (a plain clone or an editable install), else the copy a wheel ships inside it."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "props", package / "props"):
+        if (candidate / "overall.yaml").is_file():
+            return candidate
     return Path(str(importlib.resources.files("recbole_eimf.props")))
 
 
