@@ -3,11 +3,12 @@
 Load order (later wins), identical to RecBole's own for everything RecBole loads:
 
 1. RecBole internals: ``overall.yaml``, the RecBole model yaml, its dataset yaml, quick-start yaml;
-2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol),
-   ``recbole_eimf/properties/esim.yaml`` (ESIM preprocessing defaults, used by any model that
-   asks for semantic targets), the yaml of the model's ``backbone`` if it wraps one (EIMF),
-   the plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``),
-   ``props/dataset/<dataset>.yaml``, then the **tuned defaults** of the model on that dataset:
+2. the plugin's internals, all under ``recbole_eimf/properties/``: ``overall.yaml`` (this
+   project's evaluation protocol), ``<stage>.yaml`` for each pipeline stage the model class
+   declares in ``PIPELINE_STAGES`` (``esim.yaml`` for EIMF; other models carry no ESIM keys),
+   the yaml of the model's ``backbone`` if it wraps one (EIMF), the plugin model's yaml
+   (``model/<Model>.yaml``), ``dataset/<dataset>.yaml``; then the **tuned defaults** of the
+   model on that dataset:
    ``props/tuned/<dataset>/<Model>.yaml`` (any model, RecBole's included), or for a model that
    wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
    These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
@@ -34,7 +35,7 @@ import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBo
 from recbole.config import Config as RecBoleConfig
 
 from recbole_eimf.errors import ConfigError
-from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
+from recbole_eimf.utils import get_model, model_properties_dir, properties_dir, tuned_dir, tuned_name
 
 
 # Keys that say where or how visibly a run happens, not what it computes: a rerun of a benchmark or
@@ -105,15 +106,16 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         # Progress bars by default only where a person watches (RecBole's default is always on).
         self.internal_config_dict["show_progress"] = sys.stderr.isatty()
-        dataset_file = props_dir() / "dataset" / f"{dataset}.yaml"
+        dataset_file = properties_dir() / "dataset" / f"{dataset}.yaml"
         model_file = model_properties_dir() / f"{model}.yaml"
         backbone = self._backbone(model_file)
         backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
         tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in self._tuned_names(model, backbone) if name]
         tuned = [path for path in tuned if path.is_file()]
+        stages = [properties_dir() / f"{stage}.yaml" for stage in getattr(model_class, "PIPELINE_STAGES", ())]
         candidates = (
-            props_dir() / "overall.yaml",
-            model_properties_dir().parent / "esim.yaml",
+            properties_dir() / "overall.yaml",
+            *stages,
             backbone_file,
             model_file,
             dataset_file,

@@ -416,7 +416,7 @@ def test_config_priority_shared_then_model_files_then_overrides(workdir):
 def test_shipped_feature_model_overrides_name_loaded_fields():
     import yaml
 
-    from recbole_eimf.utils import props_dir
+    from recbole_eimf.utils import properties_dir, props_dir
 
     folder = props_dir() / "benchmark"
     for model in ("SASRecF", "GRU4RecF"):
@@ -425,7 +425,7 @@ def test_shipped_feature_model_overrides_name_loaded_fields():
         assert generic["selected_features"] == ["categories"]  # amazon-beauty / amazon-books load it
         assert ml100k["selected_features"] == ["class"]
     for dataset, field in (("amazon-beauty", "categories"), ("ml-100k", "class")):
-        load_col = yaml.safe_load((props_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
+        load_col = yaml.safe_load((properties_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
         assert field in load_col["item"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar, Dict, Mapping, Optional
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,9 @@ class EIMF(SequentialRecommender):
     inference, and the semantic targets are not part of the checkpoint. They are loaded from
     ESIM's cache the first time a loss is computed.
     """
+
+    # Pipeline stages whose output this model trains on (their defaults load with its config).
+    PIPELINE_STAGES: ClassVar[Tuple[str, ...]] = ("esim",)
 
     # Keys added after the first release, and the value that reproduces the behaviour from before.
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
