@@ -1,6 +1,6 @@
 """Training and full-sort inference speed of several models, measured in one process.
 
-    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+    python benchmarks/train_speed.py --dataset=amazon-beauty \
         --models=SASRec,ComiRecSA,ComiRecDR,MIND,TransMI --batches=10 --rounds=3 --anomaly
 
 Every model trains on the same first ``--batches`` training batches; models take turns round by
@@ -11,7 +11,7 @@ importing RecBole's SINE leaves switched on without recbole_eimf.compat). Any ot
 ``--key=value`` is a config override for every model (e.g. ``--text_encoder=tfidf`` for EIMF's
 ESIM step). A model may carry its own overrides after ``@``, so one run compares a setting:
 
-    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+    python benchmarks/train_speed.py --dataset=amazon-beauty \
         --models=ComiRecSA@trim_padding=False,ComiRecSA --batches=6 --rounds=3
 
 Prints a markdown table. ``--profile=N`` then prints, per model, the N operators that took the

@@ -6,7 +6,7 @@
 Each variant (``;``-separated, each a ``,``-separated list of ``key=value``; empty: the defaults)
 trains from the same seed on the same data, in the same batch order, for ``--epochs`` epochs with no early stop, and the
 curve is printed as a markdown table. Other ``--key=value`` options apply to every variant (e.g.
-``--data_path=../shared/data --MAX_ITEM_LIST_LENGTH=10``). ``Pop`` is always measured as a floor.
+``--MAX_ITEM_LIST_LENGTH=10``). ``Pop`` is always measured as a floor.
 Used for the MIND section of docs/BENCHMARKS.md.
 """
 

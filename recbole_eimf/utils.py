@@ -58,12 +58,11 @@ def get_model(model_name: str) -> Type:
 
 
 def get_trainer(model_type, model_name: str) -> Type:
-    """Return the trainer class for a model: a plugin trainer named ``<model>Trainer`` or RecBole's."""
-    if importlib.util.find_spec("recbole_eimf.trainer") is not None:
-        module = importlib.import_module("recbole_eimf.trainer")
-        if hasattr(module, model_name + "Trainer"):
-            return getattr(module, model_name + "Trainer")
-    return recbole_get_trainer(model_type, model_name)
+    """RecBole's trainer for a model, logging the model's loss parts by name
+    (:mod:`recbole_eimf.trainer`)."""
+    from recbole_eimf.trainer import with_named_losses
+
+    return with_named_losses(recbole_get_trainer(model_type, model_name))
 
 
 def properties_dir() -> Path:

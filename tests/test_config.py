@@ -36,7 +36,7 @@ def test_recbole_models_resolve_and_get_the_project_protocol():
 def test_dataset_props_load_item_text_fields():
     ml = Config(model="ComiRecSA", dataset="ml-100k")
     assert ml["load_col"]["item"] == ["item_id", "movie_title", "class"]
-    beauty = Config(model="ComiRecSA", dataset="amazon-beauty", config_dict={"data_path": "../shared/data"})
+    beauty = Config(model="ComiRecSA", dataset="amazon-beauty", config_dict={"data_path": str(Path(__file__).resolve().parents[1] / "dataset")})
     assert beauty["load_col"]["item"] == ["item_id", "title", "categories", "brand"]
     books = Config(model="ComiRecSA", dataset="amazon-books")
     assert books["user_inter_num_interval"] == "[10,inf)"

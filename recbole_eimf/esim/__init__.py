@@ -1,6 +1,6 @@
 """ESIM, the Explicit Semantic Interest Module: LLM-stated interests of typical users, as training targets.
 
-Offline preprocessing before EIMF trains (``../shared/EIMF-METHOD.md``, section ESIM). Data flows
+Offline preprocessing before EIMF trains (``docs/METHOD.md``, section ESIM). Data flows
 one way: RecBole's training dataset -> ESIM (cached on disk) -> the model. ESIM imports no model.
 
 The contract with the model

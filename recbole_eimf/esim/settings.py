@@ -164,10 +164,6 @@ class EsimSettings:
         )
         return settings
 
-    def replace(self, **changes: Any) -> "EsimSettings":
-        """A copy with some fields changed (no re-validation: for tests and tools)."""
-        return dataclasses.replace(self, **changes)
-
     def config_record(self) -> dict:
         """The settings as plain JSON values, for manifests (holds no secret: only the key's variable name)."""
         record = {}

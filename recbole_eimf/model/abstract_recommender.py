@@ -425,6 +425,10 @@ class MultiInterestRecommender(SequentialRecommender):
         reg = self.routing_reg_weight * self.routing_regularization(routing, item_seq)
         return interests, (self.recommendation_loss(interaction, interests), reg)
 
+    def loss_names(self) -> Tuple[str, ...]:
+        """The names of :meth:`interests_and_losses`' parts, which the trainer logs."""
+        return ("recommendation",) + (("routing_regularization",) if self.routing_reg_weight else ())
+
     def calculate_loss(self, interaction) -> Union[torch.Tensor, tuple]:
         _, losses = self.interests_and_losses(interaction)
         return losses[0] if len(losses) == 1 else losses

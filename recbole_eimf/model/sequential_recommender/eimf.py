@@ -7,7 +7,7 @@ Reference:
     "LLM-assisted Explicit and Implicit Multi-interest Learning Framework for Sequential
     Recommendation" (v3: "LLM-based Bi-level Multi-interest Learning Framework"), arXiv 2411.09410.
 
-This project's concrete design of the paper's abstract: ../shared/EIMF-METHOD.md.
+This project's concrete design of the paper's abstract: docs/METHOD.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.abstract_recommender import MultiInterestRecommender, config_option
+from recbole_eimf.utils import get_model, plugin_model_names
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class EIMF(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
 
         name = config["backbone"]
         choices = [m for m in plugin_model_names() if m != "EIMF"]
@@ -207,6 +207,10 @@ class EIMF(SequentialRecommender):
         target = torch.arange(logits.size(0), device=logits.device)
         contrast = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
         return match + contrast
+
+    def loss_names(self) -> Tuple[str, ...]:
+        """The names of :meth:`calculate_loss`' parts, which the trainer logs."""
+        return ("recommendation", "semantic_prediction", "modality_alignment") + self.backbone.loss_names()[1:]
 
     def calculate_loss(self, interaction):
         # The backbone's own training options (sampled softmax, hard negatives, routing
