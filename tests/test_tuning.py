@@ -236,7 +236,7 @@ def test_every_search_space_the_docs_name_is_in_the_repository():
     from recbole_eimf.quick_start.tuning import space_size
 
     root = Path(__file__).resolve().parents[1]
-    sources = [root / "README.md", root / "run_recbole_eimf.py", *root.glob("docs/*.md"),
+    sources = [root / "README.md", root / "run_recbole_eimf.py", root / "recbole_eimf/quick_start/cli.py", *root.glob("docs/*.md"),
                *root.glob("benchmarks/**/*.md"), *root.glob("benchmarks/**/*.sh"), *root.glob("props/**/*.md")]
     named = {m for f in sources for m in re.findall(r"props/hyper/[\w.-]+\.hyper", f.read_text(encoding="utf-8"))}
     assert "props/hyper/eimf-transmi.hyper" in named
