@@ -31,7 +31,7 @@ import recbole_eimf  # noqa: F401  (compat: anomaly detection off)
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.environment import describe_environment, run_environment
-from recbole_eimf.utils import get_model
+from recbole_eimf.quick_start import build_model
 
 
 def train_seconds(model, optimizer, batches, anomaly: bool) -> float:
@@ -95,7 +95,7 @@ def main() -> None:
         device = config["device"]
         batches = [b.to(device) for _, b in zip(range(args.batches), train)]
         tests = [b[0].to(device) for _, b in zip(range(max(1, args.batches // 5)), test)]
-        model = get_model(name)(config, train._dataset).to(device)
+        model = build_model(config, train._dataset)  # after the model's pipeline stages (EIMF: ESIM)
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
         train_seconds(model, optimizer, batches[:1], anomaly=False)  # warm-up
         setups[spec] = (model, optimizer, batches, tests, len(train))

@@ -22,7 +22,8 @@ from recbole.utils import init_seed
 
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
-from recbole_eimf.utils import get_model, get_trainer
+from recbole_eimf.quick_start import build_model
+from recbole_eimf.utils import get_trainer
 
 
 def _pairs(text: str) -> Dict[str, object]:
@@ -56,7 +57,7 @@ def main() -> None:
         cfg = Config(model=model_name, dataset=args.dataset, config_dict={**common, **overrides})
         init_seed(cfg["seed"], cfg["reproducibility"])
         train.generator.set_state(shuffle_state)
-        model = get_model(model_name)(cfg, train._dataset).to(cfg["device"])
+        model = build_model(cfg, train._dataset)  # after the model's pipeline stages (EIMF: ESIM)
         trainer = get_trainer(cfg["MODEL_TYPE"], model_name)(cfg, model)
         rows = []
         for epoch in range(epochs):

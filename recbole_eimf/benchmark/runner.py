@@ -1,8 +1,8 @@
 """Train and test several models over several seeds under one protocol, resumably.
 
-Every run is built the way :func:`recbole_eimf.quick_start.run_recbole_eimf` builds one (Config
--> init_seed -> logging -> :func:`recbole_eimf.quick_start.prepare_run` -> fit -> evaluate the
-best checkpoint on the test split); the trainer is instrumented
+Every run is built and trained the way :func:`recbole_eimf.quick_start.run_recbole_eimf` does it
+(Config -> ``start_run`` -> ``prepare_run``, pipeline stages included -> ``train_and_test``: fit,
+then evaluate the best checkpoint on the test split); the trainer is instrumented
 (:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
 run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
@@ -45,12 +45,12 @@ from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
-from recbole_eimf.environment import device_name, log_environment
+from recbole_eimf.environment import device_name
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
-from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
+from recbole_eimf.quick_start.quick_start import prepare_run, run_logging, start_run, train_and_test
+from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
 from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
 
-from recbole.utils import init_seed
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def _model_settings(
         defaults=[Path(path) for path in config["plugin_defaults_files"] or []],
     )
     backbone = config["backbone"] if isinstance(config["backbone"], str) else None
-    default_esim_seed = esim_seed if config["model"] == "EIMF" else None
+    default_esim_seed = esim_seed if "esim" in declared_stages(config) else None
     return with_esim_seed(settings, default_esim_seed), model_fallbacks(config["model"], backbone), default_esim_seed
 
 
@@ -295,50 +295,34 @@ def run_one(
     """Train ``model_name`` with ``seed``, test its best checkpoint, and return the run record."""
     config = build_config(model_name, dataset_name, seed, config_file_list, overrides, checkpoint_dir, defaults)
     started = time.perf_counter()
-    init_seed(config["seed"], config["reproducibility"])
-    with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
-        run_logger.info(config)
-        environment = log_environment(run_logger, config["device"])
-        dataset, train_data, valid_data, test_data, model = prepare_run(config)
+    with run_logging(config):  # RecBole's handlers: the run's own log file
+        environment = start_run(config)
+        run = prepare_run(config)
+        model = run.model
         n_params = sum(p.numel() for p in model.parameters())
-
-        trainer_class = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
-        trainer = trainer_class(config, model)
+        trainer = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
         try:
-            best_valid_score, best_valid_result = trainer.fit(
-                train_data, valid_data, saved=True, show_progress=config["show_progress"]
-            )
-            device = config["device"]
-            if torch.cuda.is_available() and str(device).startswith("cuda"):
-                torch.cuda.synchronize(device)
-            # Full-sort inference on the test split, loading the best checkpoint included (small
-            # next to ranking every item for every test user).
-            test_start = time.perf_counter()
-            test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
-            if torch.cuda.is_available() and str(device).startswith("cuda"):
-                torch.cuda.synchronize(device)
-            test_seconds = time.perf_counter() - test_start
-            run_logger.info(f"best valid: {_floats(best_valid_result)}")
-            run_logger.info(f"test result: {_floats(test_result)}")
+            result = train_and_test(config, run, trainer)
         finally:
             tensorboard = getattr(trainer, "tensorboard", None)
             if tensorboard is not None:
                 tensorboard.close()
+    best_valid_score, best_valid_result, test_result = result.best_valid_score, result.best_valid_result, result.test_result
 
     train_seconds = list(trainer.train_seconds)
     valid_records = list(trainer.valid_records)
     record = {
         "model": model_name,
         "model_class": str(config["model"]),
-        # What an EIMF run wraps, so that reports can set it against that backbone's own runs.
-        "backbone": str(config["backbone"]) if config["model"] == "EIMF" else None,
+        # What a wrapper (EIMF) runs on, so that reports can set it against that backbone's own runs.
+        "backbone": config["backbone"] if isinstance(config["backbone"], str) else None,
         "seed": int(seed),
         "dataset": dataset_name,
         "device": str(config["device"]),
         "device_name": device_name(config["device"]),
         "environment": environment,
         # EIMF: the ESIM targets it trained on (``text_encoder: auto`` resolves per machine).
-        "esim_targets": model.semantic_provenance() if hasattr(model, "semantic_provenance") else None,
+        "esim_targets": run.provenance().get("semantic_targets"),
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
@@ -347,7 +331,7 @@ def run_one(
         "valid_sec_per_epoch": (
             sum(r["seconds"] for r in valid_records) / len(valid_records) if valid_records else None
         ),
-        "test_inference_sec": test_seconds,
+        "test_inference_sec": result.test_seconds,
         "total_sec": time.perf_counter() - started,
         "valid_metric": str(config["valid_metric"]),
         "best_valid_score": float(best_valid_score) if best_valid_score is not None else None,
@@ -357,7 +341,7 @@ def run_one(
         "valid_curve": valid_records,
         "checkpoint": str(trainer.saved_model_file),
     }
-    del trainer, model, train_data, valid_data, test_data, dataset
+    del trainer, model, run
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -432,13 +416,11 @@ def build_esim_only(
     benchmark, or preparing a cache for a machine that lacks the text encoder: with the targets
     cached, a run there reads them and never loads the encoder (benchmarks/gpu/README.md)."""
     configs = {m: build_config(m, dataset, seed, files_per_model[m], overrides, output_dir, esim_defaults) for m in models}
-    esim_models = [m for m, config in configs.items() if config["model"] == "EIMF"]
+    esim_models = [m for m, config in configs.items() if "esim" in declared_stages(config)]
     if not esim_models:
         raise BenchmarkSetupError(f"esim_only: none of {', '.join(models)} runs ESIM (EIMF and its variants do)")
     ensure_dataset(configs[esim_models[0]])
-    from recbole_eimf.esim.stage import build_esim_caches
-
-    build_esim_caches(((m, configs[m]) for m in esim_models), logger)
+    build_stage_caches(((m, configs[m]) for m in esim_models), logger)
     return esim_models
 
 
@@ -617,13 +599,11 @@ def run_benchmark(
         esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
         # Before parallel runs start, so that the folder's cache is built (and an LLM paid) once,
         # not by every EIMF run that starts at the same moment; variants may ask for other settings.
-        from recbole_eimf.esim.stage import build_esim_caches
-
         first_seed = {}
         for model, seed in todo:
             if model in esim_models:
                 first_seed.setdefault(model, seed)
-        build_esim_caches((
+        build_stage_caches((
             (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
                                  esim_defaults))
             for model, seed in first_seed.items()

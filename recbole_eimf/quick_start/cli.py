@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _esim(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> None:
     from recbole_eimf.esim import EsimError
-    from recbole_eimf.esim.stage import run_esim_stage
+    from recbole_eimf.quick_start.quick_start import run_esim_stage
 
     dry_run = None if args.dry_run is None else args.dry_run.strip().lower() in ("1", "true", "yes")
     try:

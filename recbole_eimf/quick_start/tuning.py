@@ -52,6 +52,7 @@ from recbole_eimf.errors import ConfigError
 from recbole_eimf.jsonl import append_record, read_records
 from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
+from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
 from recbole_eimf.utils import changed_keys, tuned_name
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def run_hyper(
     seeds = _trial_seeds(seeds, config_dict)
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    if seeds and base_config["model"] == "EIMF" and base_config["esim_seed"] is None:
+    if seeds and "esim" in declared_stages(base_config) and base_config["esim_seed"] is None:
         # ESIM's clustering seed follows `seed`: without this each seed of a trial would train on
         # other typical users (and pay an LLM again). One ESIM for the search, the first seed's,
         # as the benchmark harness does for its folder.
@@ -163,14 +164,12 @@ def run_hyper(
         reused = {k: t for t in earlier for k, params in numbered.items() if t["params"] == params}
         todo = {k: params for k, params in numbered.items() if k not in reused}
         shared = dict(config_dict or {})
-        if base_config["model"] == "EIMF" and todo:
-            if not base_config["esim_cache_dir"]:
+        if declared_stages(base_config) and todo:
+            if "esim" in declared_stages(base_config) and not base_config["esim_cache_dir"]:
                 # Its default follows checkpoint_dir, which differs per trial: name the one cache.
                 shared["esim_cache_dir"] = str(Path(base_config["checkpoint_dir"]) / "esim")
-            # Once per distinct ESIM setting: a trial's parameters may change it (n_interests sets max_interests).
-            from recbole_eimf.esim.stage import build_esim_caches
-
-            build_esim_caches((
+            # Once per distinct stage setting: a trial's parameters may change it (n_interests sets ESIM's max_interests).
+            build_stage_caches((
                 (f"trial {params}", Config(model=model, dataset=dataset, config_file_list=config_file_list,
                                            config_dict={**shared, **params}))
                 for params in todo.values()
