@@ -7,8 +7,9 @@ Load order (later wins), identical to RecBole's own for everything RecBole loads
    project's evaluation protocol), ``<stage>.yaml`` for each pipeline stage the model class
    declares in ``PIPELINE_STAGES`` (``esim.yaml`` for EIMF; other models carry no ESIM keys),
    the yaml of the model's ``backbone`` if it wraps one (EIMF), the plugin model's yaml
-   (``model/<Model>.yaml``), ``dataset/<dataset>.yaml``; then the **tuned defaults** of the
-   model on that dataset:
+   (``model/<Model>.yaml``, after those of the plugin base classes it extends, e.g.
+   ``model/MultiInterestRecommender.yaml``), ``dataset/<dataset>.yaml``; then the **tuned
+   defaults** of the model on that dataset:
    ``props/tuned/<dataset>/<Model>.yaml`` (any model, RecBole's included), or for a model that
    wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
    These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
@@ -107,17 +108,15 @@ class Config(RecBoleConfig):
         # Progress bars by default only where a person watches (RecBole's default is always on).
         self.internal_config_dict["show_progress"] = sys.stderr.isatty()
         dataset_file = properties_dir() / "dataset" / f"{dataset}.yaml"
-        model_file = model_properties_dir() / f"{model}.yaml"
-        backbone = self._backbone(model_file)
-        backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
+        backbone = self._backbone(model_properties_dir() / f"{model}.yaml")
         tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in self._tuned_names(model, backbone) if name]
         tuned = [path for path in tuned if path.is_file()]
         stages = [properties_dir() / f"{stage}.yaml" for stage in getattr(model_class, "PIPELINE_STAGES", ())]
         candidates = (
             properties_dir() / "overall.yaml",
             *stages,
-            backbone_file,
-            model_file,
+            *(self._class_files(self._backbone_class(backbone)) if backbone else ()),
+            *self._class_files(model_class),
             dataset_file,
         )
         defaults = [path for path in candidates if path is not None and path.is_file()]
@@ -129,6 +128,20 @@ class Config(RecBoleConfig):
         # them): logged with the config.
         self.internal_config_dict["plugin_defaults_files"] = [str(path) for path in defaults]
         self.internal_config_dict["tuned_defaults_files"] = [str(path) for path in tuned]
+
+    @staticmethod
+    def _backbone_class(backbone: str) -> type:
+        try:
+            return get_model(backbone)
+        except ConfigError:
+            raise ConfigError(f"`backbone` [{backbone}] is not a model of the plugin or of RecBole") from None
+
+    @staticmethod
+    def _class_files(model_class: type) -> list:
+        """The yaml of a model class and of each plugin base class it extends, base first
+        (``MultiInterestRecommender.yaml`` holds what every backbone shares)."""
+        names = [cls.__name__ for cls in reversed(model_class.__mro__)]
+        return [model_properties_dir() / f"{name}.yaml" for name in names]
 
     def _tuned_names(self, model: str, backbone: Optional[str]) -> tuple:
         """Whose tuned defaults load, by ``tuned_defaults``: ``True`` (the default) the backbone's

@@ -119,6 +119,7 @@ def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_pat
     assert [Path(p) for p in other["plugin_defaults_files"]] == [
         properties_dir() / "overall.yaml",
         properties_dir() / "esim.yaml",
+        model_properties_dir() / "MultiInterestRecommender.yaml",
         model_properties_dir() / "MIND.yaml",
         model_properties_dir() / "EIMF.yaml",
         properties_dir() / "dataset" / "ml-100k.yaml",
