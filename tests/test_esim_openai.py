@@ -18,7 +18,7 @@ from recbole_eimf.esim import EsimSettings, LLMFatalError, run_esim
 from recbole_eimf.esim.backends.openai_compat import OpenAIBackend
 from recbole_eimf.esim.cache import AnswerCache
 from recbole_eimf.esim.extraction import extract_interests
-from recbole_eimf.esim.loopback import LoopbackLLMServer, Reply
+from support.loopback import LoopbackLLMServer, Reply
 from recbole_eimf.esim.prompts import Prompt, prompt_key
 
 pytest.importorskip("openai")

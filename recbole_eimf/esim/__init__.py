@@ -44,8 +44,8 @@ text from ``text_fields``), :mod:`encoders` (text encoders), :mod:`profiles` (us
 typical users), :mod:`tokens` and :mod:`prompts` (prompt building under a token budget),
 :mod:`backends` (``openai``, ``local``, ``extractive``), :mod:`parsing`, :mod:`extraction`
 (cache-first requests with bounded concurrency), :mod:`concepts`, :mod:`cache`, :mod:`report`,
-:mod:`pipeline` (all of it), :mod:`stage` (``run_recbole_eimf.py --stage=esim``), and
-:mod:`loopback` (a local OpenAI-compatible test server).
+:mod:`pipeline` (all of it) and :mod:`stage` (``run_recbole_eimf.py --stage=esim``). A local
+OpenAI-compatible server for tests and offline trials is test support: ``tests/support/loopback.py``.
 
 Config keys: ``recbole_eimf/properties/esim.yaml`` (each with its one-line description).
 """
