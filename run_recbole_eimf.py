@@ -64,6 +64,9 @@ if __name__ == "__main__":
                                  dry_run=dry_run))
         except (ConfigError, DatasetNotFoundError, EsimError) as err:
             sys.exit(f"error: {err}")
+        except KeyboardInterrupt:  # answers received so far are in ESIM's cache; the log says where
+            print("interrupted: a rerun asks only for the answers still missing", file=sys.stderr)
+            sys.exit(130)
         sys.exit(0)
     if args.params_file:
         from recbole_eimf.progress_log import progress_logging
