@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0      # after Ctrl-C, how long answers already in flight may still arrive
 HEARTBEAT_S = 30.0      # a progress line this often while waiting for answers
+POLL_S = 0.25
 
 
 @dataclass
@@ -222,18 +223,20 @@ def _run_all(prompts: Sequence[Prompt], one, workers: int, backend: LLMBackend, 
     for thread in threads:
         thread.start()
     results: Dict[int, UserAnswer] = {}
-    waited = 0.0
+    since = next_log = time.monotonic()
     try:
         while len(results) < len(prompts):
-            try:
-                answer, error = done.get(timeout=heartbeat)
+            try:  # short waits: Ctrl-C is seen at once, on every platform
+                answer, error = done.get(timeout=min(POLL_S, heartbeat))
             except queue.Empty:
-                waited += heartbeat
-                _log_waiting(backend, len(results), len(prompts), waited)
+                if time.monotonic() - next_log >= heartbeat:
+                    next_log = time.monotonic()
+                    _log_waiting(backend, len(results), len(prompts), next_log - since)
                 continue
             if error is not None:
                 raise error
-            results[answer.uid], waited = answer, 0.0
+            results[answer.uid] = answer
+            since = next_log = time.monotonic()
             bar.update(1)
     except BaseException:
         stop.set()
