@@ -32,8 +32,12 @@ PASSWORD = "hunter2-bench"
 VALID = '{"interests": [{"name": "Space operas", "description": "Epic science fiction."}]}'
 
 
-def first_user_message(request) -> str:
-    return next((m.get("content", "") for m in request.body.get("messages", []) if m.get("role") == "user"), "")
+def user_prompt(request) -> str:
+    """The request's user message without the repair note: a prompt and its repair are one user."""
+    from recbole_eimf.esim.prompts import REPAIR_INSTRUCTION
+
+    text = next((m.get("content", "") for m in request.body.get("messages", []) if m.get("role") == "user"), "")
+    return text.replace(REPAIR_INSTRUCTION, "")
 
 
 class Faulty:
@@ -45,7 +49,7 @@ class Faulty:
         self.bad, self.valid_sent, self.lock = set(), 0, threading.Lock()
 
     def __call__(self, request):
-        prompt = first_user_message(request)
+        prompt = user_prompt(request)
         with self.lock:
             if self.n_bad is None or prompt in self.bad or len(self.bad) < self.n_bad:
                 self.bad.add(prompt)
@@ -102,8 +106,10 @@ def main() -> None:
         try:
             stats = run().stats
             text = f"{stats.ok} ok, {stats.failed_requests + stats.failed_parse} without an answer"
-        except (Exception, KeyboardInterrupt) as err:  # what a user would see
-            text = f"{type(err).__name__}: {str(err)[:110]}"
+        except KeyboardInterrupt:
+            text = "stopped by Ctrl-C"
+        except Exception as err:  # what a user would see
+            text = f"{type(err).__name__}: {str(err)[:150]}"
         return f"{text} ({time.perf_counter() - start:.1f}s)"
 
     def case(name, responder, n_bad=None, url=None, before=None, **extra):
@@ -166,7 +172,7 @@ def main() -> None:
                    config_dict={"llm_base_url": f"http://user:{PASSWORD}@127.0.0.1:9/v1", "state": "WARNING"})
             what = "accepted"
         except ConfigError as err:
-            what = f"ConfigError: {str(err)[:110]}"
+            what = f"ConfigError: {str(err)[:150]}"
         rows.append(("user:password in llm_base_url", what, "-", "-", what.count(PASSWORD)))  # refused: no file
     finally:
         shutil.rmtree(root, ignore_errors=True)
