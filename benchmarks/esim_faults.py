@@ -25,6 +25,7 @@ from pathlib import Path
 import recbole_eimf  # noqa: F401  (compat shims before RecBole)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback server is test support
+from support.loopback import LoopbackLLMServer, Reply, closed_port_url  # noqa: E402
 
 KEY_ENV = "ESIM_FAULTS_BENCH_KEY"
 KEY = "sk-bench-faults-5e1f0c9a7b3d"
@@ -74,9 +75,6 @@ def main() -> None:
     parser.add_argument("--users_per_cluster", type=int, default=2)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
-
-    global Reply
-    from support.loopback import LoopbackLLMServer, Reply, closed_port_url
 
     from recbole_eimf.config import Config
     from recbole_eimf.data import create_dataset

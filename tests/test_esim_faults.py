@@ -89,6 +89,17 @@ def test_a_rerun_asks_exactly_the_failed_prompts_and_rebuilds_the_targets(key, m
         assert dry_run(settings, train._dataset).n_to_send == 0
 
 
+def test_targets_lacking_answers_stand_where_they_cannot_be_asked_again(key, ml100k, tmp_path, monkeypatch):
+    config, _, train, _, _ = ml100k
+    with LoopbackLLMServer(responder=lambda r: Reply.error(500) if r.index == 0 else Reply(content=VALID)) as server:
+        first = run_esim(settings_for(config, tmp_path, server.url, llm_concurrency=1), train._dataset)
+    assert first.stats.failed_requests == 1
+    unreachable = settings_for(config, tmp_path, closed_port_url())     # the endpoint went away
+    assert run_esim(unreachable, train._dataset).from_cache
+    monkeypatch.delenv(KEY_ENV)                                          # a machine without the key
+    assert run_esim(unreachable, train._dataset).from_cache
+
+
 def test_credentials_in_config_values_are_refused_without_echoing_them(tmp_path):
     cases = {
         "llm_base_url": "https://alice:hunter2pass@llm.example.com/v1",

@@ -284,9 +284,10 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
     """Build ESIM's semantic targets, or load them when this exact result is cached and complete.
 
     Cached targets that lack some typical users' answers (their requests failed) are not final: a
-    rerun asks exactly those prompts again and rebuilds the targets when a new answer came. One
-    process at a time works on a cache (:func:`cache.cache_lock`); one that waited reuses what the
-    other one paid for.
+    rerun asks exactly those prompts again and rebuilds the targets when a new answer came; where
+    it cannot ask (no key, no encoder, endpoint unreachable) the cached targets stand. One process
+    at a time works on a cache (:func:`cache.cache_lock`); one that waited reuses what the other
+    one paid for.
     """
     timer = _Timer()
     start = time.perf_counter()
@@ -299,7 +300,14 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
             cached = _load_cached(inputs)
             if cached is not None and not unanswered(cached.targets.manifest):
                 return cached
-        return _build(inputs, timer, start, cached)
+        try:
+            return _build(inputs, timer, start, cached)
+        except ConfigError as err:  # (LLMFatalError included) targets carried to a machine without a key
+            if cached is None:
+                raise
+            logger.warning(f"ESIM: cannot ask the {unanswered(cached.targets.manifest)} typical users without an "
+                           f"answer again ({err}); using the cached targets, which lack them")
+            return cached
 
 
 def unanswered(manifest: dict) -> int:
@@ -382,7 +390,7 @@ def _build(inputs: _Inputs, timer: _Timer, start: float, previous: Optional[Esim
         logger.info(f"ESIM: no new answer for the {failed} users asked again: the cached targets stand")
         return previous
     if stats.ok == 0:
-        _fail_without_answers(inputs, answers, selection, identity, stats, len(prompts))
+        _fail_without_answers(inputs, answers, selection, stats, len(prompts))
 
     with timer.stage("interest_embeddings"):
         ok_uids = [p.uid for p in prompts if answers[p.uid].ok]
@@ -472,7 +480,7 @@ def _write_reports(inputs: _Inputs, answers, selection, concepts_of, encoder_key
     ))
 
 
-def _fail_without_answers(inputs: _Inputs, answers, selection, identity, stats, n_prompts: int) -> None:
+def _fail_without_answers(inputs: _Inputs, answers, selection, stats, n_prompts: int) -> None:
     """Every typical user failed: write the report that says why, then raise the error naming the
     latest failure and the endpoint (no targets are written: a rerun asks everything again)."""
     _write_reports(inputs, answers, selection, {}, "none (no interest to encode)", stats)
