@@ -107,7 +107,7 @@ def main() -> None:
         except KeyboardInterrupt:
             text = "stopped by Ctrl-C"
         except Exception as err:  # what a user would see
-            text = f"{type(err).__name__}: {str(err)[:150]}"
+            text = f"{type(err).__name__}: {str(err)[:240]}"
         return f"{text} ({time.perf_counter() - start:.1f}s)"
 
     def case(name, responder, n_bad=None, url=None, before=None, **extra):
