@@ -36,6 +36,7 @@ import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBo
 from recbole.config import Config as RecBoleConfig
 
 from recbole_eimf.errors import ConfigError
+from recbole_eimf.secrets import check_config as check_config_secrets
 from recbole_eimf.utils import get_model, model_properties_dir, properties_dir, tuned_dir, tuned_name
 
 
@@ -75,6 +76,7 @@ class Config(RecBoleConfig):
             config_file_list=list(config_file_list) if config_file_list else None,
             config_dict=config_dict,
         )
+        check_config_secrets(self.final_config_dict)  # before anything logs or records the config
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
         pass

@@ -45,8 +45,9 @@ text from ``text_fields``), :mod:`encoders` (text encoders), :mod:`profiles` (us
 typical users), :mod:`tokens` and :mod:`prompts` (prompt building under a token budget),
 :mod:`backends` (``openai``, ``local``, ``extractive``), :mod:`parsing`, :mod:`extraction`
 (cache-first requests with bounded concurrency), :mod:`concepts`, :mod:`cache`, :mod:`report`,
-:mod:`pipeline` (all of it), and :mod:`loopback` (a local OpenAI-compatible test server).
-``run_recbole_eimf.py --stage=esim`` is :func:`recbole_eimf.quick_start.run_esim_stage`.
+:mod:`pipeline` (all of it). ``run_recbole_eimf.py --stage=esim`` is
+:func:`recbole_eimf.quick_start.run_esim_stage`. A local OpenAI-compatible server for tests and
+offline trials is test support: ``tests/support/loopback.py``.
 
 Config keys: ``recbole_eimf/properties/esim.yaml`` (each with its one-line description).
 """

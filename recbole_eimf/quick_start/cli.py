@@ -72,6 +72,9 @@ def _esim(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> No
         print(run_esim_stage(model=args.model, dataset=args.dataset, config_file_list=config_file_list, dry_run=dry_run))
     except (ConfigError, DatasetNotFoundError, EsimError) as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:  # answers received so far are in ESIM's cache; the log says where
+        print("interrupted: a rerun asks only for the answers still missing", file=sys.stderr)
+        sys.exit(130)
 
 
 def _tune(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> None:
