@@ -40,7 +40,9 @@ import torch
 import yaml
 
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
+from recbole_eimf.benchmark.health import training_health
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
+from recbole_eimf.benchmark.per_user import save_per_user, target_ranks, user_fingerprint
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
@@ -320,6 +322,7 @@ def run_one(
             test_seconds = time.perf_counter() - test_start
             run_logger.info(f"best valid: {_floats(best_valid_result)}")
             run_logger.info(f"test result: {_floats(test_result)}")
+            per_user = _per_user_ranks(trainer, test_data, dataset)
         finally:
             tensorboard = getattr(trainer, "tensorboard", None)
             if tensorboard is not None:
@@ -327,6 +330,7 @@ def run_one(
 
     train_seconds = list(trainer.train_seconds)
     valid_records = list(trainer.valid_records)
+    best = best_epoch(valid_records, bool(config["valid_metric_bigger"]))
     record = {
         "model": model_name,
         "model_class": str(config["model"]),
@@ -342,7 +346,7 @@ def run_one(
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
-        "best_epoch": best_epoch(valid_records, bool(config["valid_metric_bigger"])),
+        "best_epoch": best,
         "train_sec_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
         "valid_sec_per_epoch": (
             sum(r["seconds"] for r in valid_records) / len(valid_records) if valid_records else None
@@ -354,14 +358,28 @@ def run_one(
         "test": _floats(test_result),
         "valid": _floats(best_valid_result),
         "train_epoch_seconds": train_seconds,
+        "train_losses": list(trainer.train_losses),
+        "health": training_health({"train_losses": trainer.train_losses, "best_epoch": best}),
         "valid_curve": valid_records,
         "checkpoint": str(trainer.saved_model_file),
+        # Arrays until the harness stores them (save_per_user): the record then names the file.
+        "per_user": per_user,
     }
     del trainer, model, train_data, valid_data, test_data, dataset
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return record
+
+
+def _per_user_ranks(trainer: Any, test_data: Any, dataset: Any) -> Optional[Dict[str, Any]]:
+    """Each test user's target rank under the best model (:func:`target_ranks`), and the users'
+    fingerprint; None where the split has no single target per user."""
+    found = target_ranks(trainer, test_data)
+    if found is None:
+        return None
+    users, ranks = found
+    return {"users": users, "ranks": ranks, "user_fingerprint": user_fingerprint(dataset, users)}
 
 
 def check_inputs(
@@ -577,6 +595,8 @@ def run_benchmark(
             return not stop_on_error
         if not keep_checkpoints:
             record["checkpoint"] = None
+        if record.get("per_user") is not None:
+            record["per_user"] = save_per_user(output_dir, model, seed, record["per_user"])
         record["settings"] = settings_per_model[model][0]
         record["concurrent_runs"] = jobs
         record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")

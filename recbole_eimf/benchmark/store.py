@@ -35,6 +35,9 @@ class RunStore:
             except (ValueError, KeyError, TypeError):
                 logger.warning(f"{self.path}:{number}: ignoring an unreadable record (an interrupted write?)")
                 continue
+            # Not stored: where files the record names (its per-user ranks) are found, when
+            # a report reads it from another folder (--runs_from).
+            record["source_dir"] = str(self.path.parent)
             records[key] = record
         return records
 
