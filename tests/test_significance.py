@@ -52,7 +52,7 @@ def _run(tmp_path, model, seed, ndcg, ranks=None, fingerprint="users-a"):
         "test_inference_sec": 1.0, "test": {"recall@20": 2 * ndcg, "ndcg@20": ndcg, "recall@50": 0.5, "ndcg@50": 0.2},
     }
     if ranks is not None:
-        users = np.arange(len(ranks)) + 1
+        users = np.arange(len(ranks)) * 3 + 7  # sorted, not contiguous
         record["per_user"] = save_per_user(
             tmp_path, model, seed, {"users": users, "ranks": np.asarray(ranks), "user_fingerprint": fingerprint}
         )
