@@ -60,6 +60,17 @@ def target_ranks(trainer: Any, test_data: Any) -> Optional[Tuple[np.ndarray, np.
     return user_ids[order], torch.cat(ranks).numpy()[order]
 
 
+def per_user_ranks(trainer: Any, test_data: Any, dataset: Any) -> Optional[Dict[str, Any]]:
+    """What a run record carries until the harness stores it (:func:`save_per_user`): each test
+    user's target rank under the best model (:func:`target_ranks`) and the users' fingerprint;
+    None where the split has no single target per user."""
+    found = target_ranks(trainer, test_data)
+    if found is None:
+        return None
+    users, ranks = found
+    return {"users": users, "ranks": ranks, "user_fingerprint": user_fingerprint(dataset, users)}
+
+
 def user_metrics(ranks: np.ndarray, k: int) -> Dict[str, np.ndarray]:
     """Each user's ``recall@k`` and ``ndcg@k`` (RecBole's keys) from the target's 0-based rank:
     a hit is rank < k, and a hit at rank r scores 1 / log2(r + 2) (the ideal DCG of one item is 1)."""

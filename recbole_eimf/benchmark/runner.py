@@ -4,7 +4,8 @@ Every run is built the way :func:`recbole_eimf.quick_start.run_recbole_eimf` bui
 -> init_seed -> logging -> :func:`recbole_eimf.quick_start.prepare_run` -> fit -> evaluate the
 best checkpoint on the test split); the trainer is instrumented
 (:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
-run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
+run is appended to ``<output_dir>/runs.jsonl`` (its test users' target ranks to
+``<output_dir>/per_user/``: :mod:`recbole_eimf.benchmark.per_user`); a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
 
 Config priority per model (later wins): RecBole's and the plugin's defaults (``props/overall.yaml``
@@ -42,7 +43,7 @@ import yaml
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.health import training_health
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
-from recbole_eimf.benchmark.per_user import save_per_user, target_ranks, user_fingerprint
+from recbole_eimf.benchmark.per_user import per_user_ranks, save_per_user
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
@@ -322,7 +323,7 @@ def run_one(
             test_seconds = time.perf_counter() - test_start
             run_logger.info(f"best valid: {_floats(best_valid_result)}")
             run_logger.info(f"test result: {_floats(test_result)}")
-            per_user = _per_user_ranks(trainer, test_data, dataset)
+            per_user = per_user_ranks(trainer, test_data, dataset)
         finally:
             tensorboard = getattr(trainer, "tensorboard", None)
             if tensorboard is not None:
@@ -370,16 +371,6 @@ def run_one(
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return record
-
-
-def _per_user_ranks(trainer: Any, test_data: Any, dataset: Any) -> Optional[Dict[str, Any]]:
-    """Each test user's target rank under the best model (:func:`target_ranks`), and the users'
-    fingerprint; None where the split has no single target per user."""
-    found = target_ranks(trainer, test_data)
-    if found is None:
-        return None
-    users, ranks = found
-    return {"users": users, "ranks": ranks, "user_fingerprint": user_fingerprint(dataset, users)}
 
 
 def check_inputs(
@@ -479,7 +470,8 @@ def run_benchmark(
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
     ``output_dir`` defaults to ``benchmark_results/<dataset>``; it receives ``runs.jsonl``,
-    ``results.csv``, ``results.json``, ``results.md``, ``metrics.png`` and ``valid_curves.png``.
+    ``results.csv``, ``results.json``, ``results.md``, ``metrics.png``, ``valid_curves.png`` and
+    each run's test users' target ranks (``per_user/``, for the report's per-user p-values).
     ``overrides`` are RecBole config keys applied to every model (values as on RecBole's command
     line or already typed). ``model_config_dir`` (default ``props/benchmark``) holds per-model
     yaml overrides. A run that raises is logged and retried on the next call; with
