@@ -60,9 +60,10 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
     import matplotlib.image
 
     out = workdir / "bench"
-    summary = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL)
+    summary = run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides=SMALL, reference="SASRec")
 
     assert summary.trained == [("ComiRecSA", 2020), ("SASRec", 2020)]
+    _assert_per_user_ranks_give_recboles_numbers_and_the_p_value(out)
     assert summary.skipped == [] and summary.failed == []
     for name in OUTPUT_FILES:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -102,7 +103,7 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
 
     # Same command again, through the CLI: everything is done, so nothing may train.
     monkeypatch.setattr(runner_module, "run_one", _no_training)
-    argv = ["--dataset=ml-100k", f"--models={','.join(MODELS)}", "--seeds=2020", f"--output_dir={out}"]
+    argv = ["--dataset=ml-100k", f"--models={','.join(MODELS)}", "--seeds=2020", f"--output_dir={out}", "--reference=SASRec"]
     argv += [f"--{key}={value}" for key, value in SMALL.items()]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -148,6 +149,38 @@ def test_benchmark_smoke_writes_reports_and_resumes(workdir, monkeypatch, caplog
     assert "[1/2] skipping ComiRecSA seed 2020 (done)" in caplog.text
     with pytest.raises(BenchmarkSetupError, match="epochs: 1 -> 2"):
         run_benchmark("ml-100k", MODELS, seeds=[2020], output_dir=out, overrides={**SMALL, "epochs": 2})
+
+
+def _assert_per_user_ranks_give_recboles_numbers_and_the_p_value(out: Path) -> None:
+    """Each run keeps its test users' target ranks (per_user/<label>-seed<seed>.npz); their
+    per-user Recall@20 and NDCG@20 average to RecBole's own test numbers, and results.md shows the
+    Wilcoxon p-value of the two models' per-user differences."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    from recbole_eimf.benchmark.per_user import load_per_user, user_metrics
+
+    runs = RunStore(out / "runs.jsonl").load()
+    metrics = {}
+    for model in MODELS:
+        record = runs[(model, 2020)]
+        assert record["per_user"]["file"] == f"per_user/{model}-seed2020.npz"
+        path = out / record["per_user"]["file"]
+        assert path.stat().st_size < 4000  # ~300 users: a few hundred bytes compressed
+        _, users, ranks = load_per_user(record, out)
+        assert len(users) == record["per_user"]["users"] > 250 and (np.diff(users) > 0).all()  # each user once
+        metrics[model] = {**user_metrics(ranks, 20), **user_metrics(ranks, 50)}
+        for key, values in metrics[model].items():  # RecBole rounds to 4 decimals
+            assert values.mean() == pytest.approx(record["test"][key], abs=6e-5), (model, key)
+        # One epoch: the loss curve cannot show training yet, so no health verdict.
+        assert len(record["train_losses"]) == 1 and math.isfinite(record["train_losses"][0])
+        assert record["health"] is None
+    assert runs[("SASRec", 2020)]["per_user"]["user_fingerprint"] == runs[("ComiRecSA", 2020)]["per_user"]["user_fingerprint"]
+    row = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ComiRecSA | SASRec |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    for column, key in ((4, "recall@20"), (6, "ndcg@20")):
+        expected = wilcoxon(metrics["ComiRecSA"][key] - metrics["SASRec"][key], zero_method="wilcox").pvalue
+        assert cells[column] == ("<0.001" if expected < 0.001 else f"{expected:.3f}"), (key, row)
 
 
 def test_unknown_model_fails_before_training(workdir, monkeypatch, capsys):
@@ -297,9 +330,9 @@ def test_instrumented_trainer_and_best_epoch():
     cls = instrument_trainer(FakeTrainer)
     assert issubclass(cls, FakeTrainer) and instrument_trainer(FakeTrainer) is cls
     trainer = cls(None, None)
-    assert trainer._train_epoch(None, 0) == 1.0
+    assert trainer._train_epoch([None] * 4, 0) == 1.0  # RecBole's sum over 4 batches
     assert trainer._valid_epoch(None) == (0.5, {"ndcg@20": 0.5})
-    assert len(trainer.train_seconds) == 1
+    assert len(trainer.train_seconds) == 1 and trainer.train_losses == [0.25]  # per batch
     assert trainer.valid_records[0]["epoch"] == 0 and trainer.valid_records[0]["result"] == {"ndcg@20": 0.5}
     curve = [{"epoch": e, "score": s} for e, s in enumerate([0.1, 0.3, 0.3, 0.2])]
     assert best_epoch(curve) == 2  # RecBole's early_stopping keeps the later of equal scores

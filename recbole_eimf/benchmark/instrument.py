@@ -1,4 +1,4 @@
-"""Per-epoch timing and validation curves for any RecBole trainer, without copying ``fit``.
+"""Per-epoch timing, training loss and validation curves for any RecBole trainer, without copying ``fit``.
 
 :func:`instrument_trainer` derives a subclass of whatever trainer class a model uses (RecBole's
 ``Trainer``, a plugin ``<Model>Trainer``, ...) that wraps ``_train_epoch`` and ``_valid_epoch``.
@@ -30,14 +30,25 @@ def _synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def batch_mean_loss(epoch_loss: Any, batches: int) -> Optional[float]:
+    """An epoch's training loss per batch: RecBole's ``_train_epoch`` returns the sum over
+    batches (a tuple of sums for a model returning several loss parts, added up here)."""
+    if epoch_loss is None or not batches:
+        return None
+    total = sum(epoch_loss) if isinstance(epoch_loss, (tuple, list)) else epoch_loss
+    return _as_float(total) / batches
+
+
 class EpochRecorder:
-    """Mixin state: seconds per training epoch and one record per validation."""
+    """Mixin state: seconds and mean loss per training epoch, and one record per validation."""
 
     train_seconds: List[float]
+    train_losses: List[Optional[float]]
     valid_records: List[Dict[str, Any]]
 
     def _init_records(self) -> None:
         self.train_seconds = []
+        self.train_losses = []
         self.valid_records = []
         self._last_epoch: Optional[int] = None
 
@@ -45,7 +56,8 @@ class EpochRecorder:
 def instrument_trainer(trainer_class: type) -> type:
     """Return a subclass of ``trainer_class`` that records epoch times and validation results.
 
-    After ``fit``, the instance holds ``train_seconds`` (one float per ``_train_epoch`` call) and
+    After ``fit``, the instance holds ``train_seconds`` and ``train_losses`` (one float per
+    ``_train_epoch`` call: seconds, and the loss per batch, :func:`batch_mean_loss`) and
     ``valid_records`` (``{"epoch", "score", "seconds", "result"}`` per ``_valid_epoch`` call,
     ``epoch`` being the 0-based index of the training epoch it followed, as RecBole logs it).
     """
@@ -63,6 +75,7 @@ def instrument_trainer(trainer_class: type) -> type:
         loss = trainer_class._train_epoch(self, train_data, epoch_idx, *args, **kwargs)
         _synchronize(device)
         self.train_seconds.append(time.perf_counter() - start)
+        self.train_losses.append(batch_mean_loss(loss, len(train_data)))
         self._last_epoch = epoch_idx
         return loss
 

@@ -1,8 +1,10 @@
 """Benchmark reports: ``results.csv``, ``results.json``, ``results.md`` and two PNG charts.
 
 ``results.md`` holds the mean ± std table; when EIMF ran next to its own backbone, a table of
-EIMF's relative change over that backbone, seed by seed; and, given a reference model (e.g.
-SASRec), a table of every other model's relative change over it.
+EIMF's relative change over that backbone, seed by seed; given a reference model (e.g.
+SASRec), a table of every other model's relative change over it, both with per-user p-values
+(:mod:`recbole_eimf.benchmark.significance`); and the runs flagged by the training-health check
+(:mod:`recbole_eimf.benchmark.health`).
 
 Every file is written to a temporary name and moved into place, so that a reader (or a crash)
 never sees half a file. Charts use matplotlib's Agg canvas directly (no pyplot, no display).
@@ -18,9 +20,14 @@ import os
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from recbole_eimf.benchmark.health import health_markdown, training_health
+from recbole_eimf.benchmark.significance import TESTED_METRICS, PerUser, paired_user_test, record_loader
 from recbole_eimf.environment import describe_environment
+
+# Loads a record's per-user ranks (significance.record_loader), None where it has none.
+Loader = Callable[[Dict[str, Any]], Optional[PerUser]]
 
 # (RecBole result key, column title) of the summary table; the first two are also charted.
 SUMMARY_METRICS = [
@@ -43,6 +50,9 @@ def flatten_record(record: Dict[str, Any]) -> Dict[str, Any]:
     """One results row: the run's scalars, then ``test_<metric>`` and ``valid_<metric>``."""
     row = {key: record.get(key) for key in ROW_FIELDS}
     row["environment"] = describe_environment(record.get("environment"))
+    health = training_health(record)
+    row["train_loss_drop"] = None if health is None else health["relative_drop"]
+    row["health_flagged"] = None if health is None else health["flagged"]
     row.update({f"test_{k}": v for k, v in (record.get("test") or {}).items()})
     row.update({f"valid_{k}": v for k, v in (record.get("valid") or {}).items()})
     return row
@@ -177,9 +187,12 @@ def _paired_means(values: Sequence[Tuple[Any, Any]]) -> Tuple[Optional[float], O
     return _mean_std([new for new, _ in values])[0], _mean_std([base for _, base in values])[0]
 
 
-def _compare(label: str, base: str, runs: Sequence[Dict[str, Any]], base_runs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _compare(
+    label: str, base: str, runs: Sequence[Dict[str, Any]], base_runs: Sequence[Dict[str, Any]], load: Optional[Loader] = None
+) -> Optional[Dict[str, Any]]:
     """``label``'s runs against ``base``'s on the seeds both have: relative change of the mean of
-    each summary metric, its range over the paired seeds, and the ratios of training seconds per
+    each summary metric, its range over the paired seeds, the per-user p-value of the tested ones
+    (``p``: :func:`paired_user_test`, given ``load``), and the ratios of training seconds per
     epoch and of full-sort test seconds; None when they share no seed."""
     base_by_seed = {r["seed"]: r for r in base_runs}
     pairs = [(r, base_by_seed[r["seed"]]) for r in runs if r["seed"] in base_by_seed]
@@ -193,13 +206,16 @@ def _compare(label: str, base: str, runs: Sequence[Dict[str, Any]], base_runs: S
             "relative": _relative(*_paired_means(values)),
             "range": (min(per_seed), max(per_seed)) if per_seed else None,
         }
+    entry["p"] = paired_user_test(pairs, load) if load is not None else {key: None for key in TESTED_METRICS}
     for key in ("train_sec_per_epoch", "test_inference_sec"):
         change = _relative(*_paired_means([(r.get(key), b.get(key)) for r, b in pairs]))
         entry[key] = None if change is None else 1.0 + change
     return entry
 
 
-def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> List[Dict[str, Any]]:
+def paired_comparisons(
+    records: Sequence[Dict[str, Any]], models: Sequence[str], load: Optional[Loader] = None
+) -> List[Dict[str, Any]]:
     """Each EIMF label against the runs of its backbone in the same folder, on the seeds both have.
 
     An EIMF run names its backbone (``record["backbone"]``); when that backbone also ran under its
@@ -217,14 +233,14 @@ def paired_comparisons(records: Sequence[Dict[str, Any]], models: Sequence[str])
         if not base_runs or label == backbone:
             continue
         base_runs = [r for r in base_runs if r.get("model_class", r["model"]) == backbone]
-        entry = _compare(label, backbone, runs, base_runs)
+        entry = _compare(label, backbone, runs, base_runs, load)
         if entry is not None:
             comparisons.append(entry)
     return comparisons
 
 
 def reference_comparisons(
-    records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str
+    records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str, load: Optional[Loader] = None
 ) -> List[Dict[str, Any]]:
     """Every other label against ``reference`` (e.g. SASRec, the baseline a new model must beat),
     on the seeds both have, as :func:`_compare` measures it."""
@@ -232,12 +248,18 @@ def reference_comparisons(
     base_runs = grouped.get(reference)
     if not base_runs:
         return []
-    entries = (_compare(label, reference, runs, base_runs) for label, runs in grouped.items() if label != reference)
+    entries = (_compare(label, reference, runs, base_runs, load) for label, runs in grouped.items() if label != reference)
     return [entry for entry in entries if entry is not None]
 
 
 def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:+.1f}%"
+
+
+def _p_value(p: Optional[float]) -> str:
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, ratio: str, base_column: str) -> str:
@@ -249,12 +271,16 @@ def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, rati
         f"## {title}",
         "",
         "Relative change of the mean test metric over the seeds both ran (in brackets: its range over "
-        f"those seeds, one seed at a time); time ratios are {ratio}: training seconds per epoch, "
-        "and full-sort inference on the test split.",
+        "those seeds, one seed at a time); p: two-sided Wilcoxon signed-rank test over test users, on "
+        "each user's metric averaged over those seeds ('-': a run without per-user ranks); time ratios "
+        f"are {ratio}: training seconds per epoch, and full-sort inference on the test split.",
         "",
-        f"| Model | {base_column} | Seeds | " + " | ".join(t for _, t in SUMMARY_METRICS[:4])
+        f"| Model | {base_column} | Seeds | "
+        + " | ".join(t + (f" | p {t}" if k in TESTED_METRICS else "") for k, t in SUMMARY_METRICS[:4])
         + " | train s/epoch ratio | inference ratio |",
-        "| --- | --- | ---: | " + " | ".join("---:" for _ in SUMMARY_METRICS[:4]) + " | ---: | ---: |",
+        "| --- | --- | ---: | "
+        + " | ".join("---:" + (" | ---:" if k in TESTED_METRICS else "") for k, _ in SUMMARY_METRICS[:4])
+        + " | ---: | ---: |",
     ]
     for entry in comparisons:
         cells = []
@@ -264,6 +290,8 @@ def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, rati
             if part["range"] is not None and len(entry["seeds"]) > 1:
                 text += f" [{_percent(part['range'][0])}, {_percent(part['range'][1])}]"
             cells.append(text)
+            if key in TESTED_METRICS:
+                cells.append(_p_value(entry["p"].get(key)))
         ratios = [
             "-" if entry[k] is None else f"{entry[k]:.2f}x" for k in ("train_sec_per_epoch", "test_inference_sec")
         ]
@@ -274,17 +302,19 @@ def _comparison_markdown(comparisons: Sequence[Dict[str, Any]], title: str, rati
     return "\n".join(lines) + "\n"
 
 
-def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str]) -> str:
+def paired_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str], load: Optional[Loader] = None) -> str:
     """The table of :func:`paired_comparisons`, or ``""`` when no EIMF run has its backbone beside it."""
     return _comparison_markdown(
-        paired_comparisons(records, models), "EIMF against its backbone", "EIMF / backbone", "Backbone"
+        paired_comparisons(records, models, load), "EIMF against its backbone", "EIMF / backbone", "Backbone"
     )
 
 
-def reference_markdown(records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str) -> str:
+def reference_markdown(
+    records: Sequence[Dict[str, Any]], models: Sequence[str], reference: str, load: Optional[Loader] = None
+) -> str:
     """The table of :func:`reference_comparisons`, or ``""`` when the reference has no run."""
     return _comparison_markdown(
-        reference_comparisons(records, models, reference), f"Against {reference}", f"model / {reference}", "Reference"
+        reference_comparisons(records, models, reference, load), f"Against {reference}", f"model / {reference}", "Reference"
     )
 
 
@@ -397,18 +427,23 @@ def write_reports(
 
     # The JSON rows are the CSV rows plus the per-epoch lists.
     json_rows = [
-        {**row, "train_epoch_seconds": r.get("train_epoch_seconds"), "valid_curve": r.get("valid_curve")}
+        {**row, "train_epoch_seconds": r.get("train_epoch_seconds"), "train_losses": r.get("train_losses"),
+         "valid_curve": r.get("valid_curve")}
         for row, r in zip(rows, records)
     ]
     _atomic_write(files["json"], (json.dumps(json_rows, indent=1, default=str) + "\n").encode("utf-8"))
 
     markdown = markdown_table(records, models, dataset)
-    paired = paired_markdown(records, models)
+    load = record_loader(output_dir)
+    paired = paired_markdown(records, models, load)
     if paired:
         markdown += "\n" + paired
-    against = reference_markdown(records, models, reference) if reference else ""
+    against = reference_markdown(records, models, reference, load) if reference else ""
     if against:
         markdown += "\n" + against
+    health = health_markdown(records)
+    if health:
+        markdown += "\n" + health
     _atomic_write(files["md"], markdown.encode("utf-8"))
 
     metrics_chart(records, models, files["metrics_png"])

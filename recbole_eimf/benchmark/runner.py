@@ -4,7 +4,8 @@ Every run is built and trained the way :func:`recbole_eimf.quick_start.run_recbo
 (Config -> ``start_run`` -> ``prepare_run``, pipeline stages included -> ``train_and_test``: fit,
 then evaluate the best checkpoint on the test split); the trainer is instrumented
 (:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
-run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
+run is appended to ``<output_dir>/runs.jsonl`` (its test users' target ranks to
+``<output_dir>/per_user/``: :mod:`recbole_eimf.benchmark.per_user`); a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
 
 Config priority per model (later wins): RecBole's and the plugin's defaults (``props/overall.yaml``
@@ -38,7 +39,9 @@ import torch
 import yaml
 
 from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
+from recbole_eimf.benchmark.health import training_health
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
+from recbole_eimf.benchmark.per_user import per_user_ranks, save_per_user
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import Config
@@ -200,6 +203,7 @@ def run_one(
         trainer = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
         try:
             result = train_and_test(config, run, trainer)
+            per_user = per_user_ranks(trainer, run.test_data, run.dataset)
         finally:
             tensorboard = getattr(trainer, "tensorboard", None)
             if tensorboard is not None:
@@ -208,6 +212,7 @@ def run_one(
 
     train_seconds = list(trainer.train_seconds)
     valid_records = list(trainer.valid_records)
+    best = best_epoch(valid_records, bool(config["valid_metric_bigger"]))
     record = {
         "model": model_name,
         "model_class": str(config["model"]),
@@ -223,7 +228,7 @@ def run_one(
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
-        "best_epoch": best_epoch(valid_records, bool(config["valid_metric_bigger"])),
+        "best_epoch": best,
         "train_sec_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
         "valid_sec_per_epoch": (
             sum(r["seconds"] for r in valid_records) / len(valid_records) if valid_records else None
@@ -235,8 +240,12 @@ def run_one(
         "test": _floats(test_result),
         "valid": _floats(best_valid_result),
         "train_epoch_seconds": train_seconds,
+        "train_losses": list(trainer.train_losses),
+        "health": training_health({"train_losses": trainer.train_losses, "best_epoch": best}),
         "valid_curve": valid_records,
         "checkpoint": str(trainer.saved_model_file),
+        # Arrays until the harness stores them (save_per_user): the record then names the file.
+        "per_user": per_user,
     }
     del trainer, model, run
     gc.collect()
@@ -340,7 +349,8 @@ def run_benchmark(
     """Run every (model, seed) pair not yet finished in ``output_dir``, then write the reports.
 
     ``output_dir`` defaults to ``benchmark_results/<dataset>``; it receives ``runs.jsonl``,
-    ``results.csv``, ``results.json``, ``results.md``, ``metrics.png`` and ``valid_curves.png``.
+    ``results.csv``, ``results.json``, ``results.md``, ``metrics.png``, ``valid_curves.png`` and
+    each run's test users' target ranks (``per_user/``, for the report's per-user p-values).
     ``overrides`` are RecBole config keys applied to every model (values as on RecBole's command
     line or already typed). ``model_config_dir`` (default ``props/benchmark``) holds per-model
     yaml overrides. A run that raises is logged and retried on the next call; with
@@ -455,6 +465,8 @@ def run_benchmark(
             return not stop_on_error
         if not keep_checkpoints:
             record["checkpoint"] = None
+        if record.get("per_user") is not None:
+            record["per_user"] = save_per_user(output_dir, model, seed, record["per_user"])
         record["settings"] = settings_per_model[model][0]
         record["concurrent_runs"] = jobs
         record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")

@@ -32,6 +32,10 @@ class RunStore:
                 records[run_key(record["model"], record["seed"])] = record
             except (ValueError, KeyError, TypeError):
                 logger.warning(f"{self.path}: ignoring a record without model and seed")
+                continue
+            # Not stored: where files the record names (its per-user ranks) are found, when
+            # a report reads it from another folder (--runs_from).
+            record["source_dir"] = str(self.path.parent)
         return records
 
     def append(self, record: Dict[str, Any]) -> None:
