@@ -67,10 +67,9 @@ def test_users_read_a_few_topics(books):
     kept = raw[raw["rating:float"] >= 4].merge(items, on="item_id:token")
     length = kept.groupby("user_id:token").size()
     topics = kept.groupby("user_id:token")["categories:token_seq"].nunique()[length >= 10]
-    long_users = length[length >= 10] >= 20
     assert topics.max() <= 4
     assert items["categories:token_seq"].nunique() > 8
-    assert topics[long_users].mean() < 3.5
+    assert topics.min() == 1 and topics.mean() > 2
 
 
 def test_the_command_line_generates_and_a_one_epoch_run_trains_on_it(tmp_path):

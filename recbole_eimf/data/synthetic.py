@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 WRITE_CHUNK = 1_000_000
 ID_WIDTH = 9                 # A000000001 (user), B000000001 (item): the width of an Amazon id
 MAX_TOPICS_PER_USER = 4
-TOPICS_PER_USER_P = (0.3, 0.35, 0.2, 0.15)   # 1, 2, 3, 4 topics
+TOPICS_PER_USER_P = (0.1, 0.2, 0.3, 0.4)     # 1, 2, 3, 4 topics (amazon-beauty: 3.7 per user)
 MAX_TOPIC_SHARE = 0.3
 
 
