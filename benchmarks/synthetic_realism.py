@@ -59,7 +59,7 @@ def draw(real: dict, synthetic: dict, path: Path) -> None:
             density = hist / np.diff(edges) / len(data[key])
             ax.loglog(edges[:-1][hist > 0], density[hist > 0], style, ms=3, label=name)
         ax.set_xlabel(label)
-        ax.set_ylabel("share of rows per unit")
+        ax.set_ylabel("share of users (items) per unit of x")
         ax.legend()
     fig.suptitle("amazon-beauty: real file and synthetic twin (seed 0)")
     fig.tight_layout()
