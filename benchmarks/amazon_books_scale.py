@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -33,15 +34,20 @@ GIB = 1024 ** 3
 
 
 class PeakRss:
-    """Polls this process's resident set size; ``reset`` starts a new peak."""
+    """Polls this process's resident set size; ``reset`` starts a new peak. Above ``limit`` bytes
+    the process ends at once (a shared machine: better a missing number than a swapping host)."""
 
-    def __init__(self, interval: float = 0.05):
-        self.process, self.interval, self.peak = psutil.Process(), interval, 0
+    def __init__(self, limit: float, interval: float = 0.05):
+        self.process, self.interval, self.peak, self.limit = psutil.Process(), interval, 0, limit
+        self.stage = ""
         threading.Thread(target=self._poll, daemon=True).start()
 
     def _poll(self):
         while True:
             self.peak = max(self.peak, self.process.memory_info().rss)
+            if self.peak > self.limit:
+                print(json.dumps({"stage": self.stage, "stopped": f"RSS above {self.limit / GIB:.1f} GiB"}), flush=True)
+                os._exit(3)
             time.sleep(self.interval)
 
     def reset(self):
@@ -51,6 +57,7 @@ class PeakRss:
 @contextmanager
 def stage(name: str, rss: PeakRss, records: list, **extra):
     rss.reset()
+    rss.stage = name
     start, cpu_start = time.perf_counter(), sum(rss.process.cpu_times()[:2])
     info = dict(extra)
     yield info
@@ -72,6 +79,8 @@ def main() -> None:
     parser.add_argument("--text_encoder", default="tfidf")
     parser.add_argument("--train_batches", type=int, default=20)
     parser.add_argument("--esim_cache_dir", default=None)
+    parser.add_argument("--max_rss_gib", type=float, default=5.8, help="stop the run above this RSS")
+    parser.add_argument("--stop_after", default="", help="'split': load and split only")
     parser.add_argument("--set", nargs="*", default=[], help="more config, key=value (yaml values)")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
@@ -90,7 +99,7 @@ def main() -> None:
     if args.model == "EIMF":
         config_dict["backbone"] = args.backbone
     config_dict.update({k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
-    rss, records = PeakRss(), []
+    rss, records = PeakRss(args.max_rss_gib * GIB), []
     config = Config(model=args.model, dataset="amazon-books", config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     print(json.dumps({"model": args.model, "backbone": args.backbone if args.model == "EIMF" else None,
@@ -102,6 +111,8 @@ def main() -> None:
     with stage("split", rss, records) as info:
         train_data, valid_data, test_data = data_preparation(config, dataset)
         info.update(train_batches=len(train_data))
+    if args.stop_after == "split":
+        return
     if args.esim == "True":
         with stage("ESIM (extractive)", rss, records) as info:
             result = run_esim(EsimSettings.from_config(config), train_data.dataset)
