@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--train_batches", type=int, default=20)
     parser.add_argument("--esim_cache_dir", default=None)
     parser.add_argument("--max_rss_gib", type=float, default=5.8, help="stop the run above this RSS")
-    parser.add_argument("--stop_after", default="", help="'split': load and split only")
+    parser.add_argument("--stop_after", default="", help="'load': load and filter only; 'split': and split")
     parser.add_argument("--set", nargs="*", default=[], help="more config, key=value (yaml values)")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
@@ -108,6 +108,8 @@ def main() -> None:
     with stage("load + filter", rss, records) as info:
         dataset = create_dataset(config)
         info.update(users=dataset.user_num - 1, items=dataset.item_num - 1, interactions=dataset.inter_num)
+    if args.stop_after == "load":
+        return
     with stage("split", rss, records) as info:
         train_data, valid_data, test_data = data_preparation(config, dataset)
         info.update(train_batches=len(train_data))
