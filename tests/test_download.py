@@ -9,11 +9,13 @@ import urllib.error
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import recbole
 from recbole_eimf.config import Config
 from recbole_eimf.data import DatasetNotFoundError, create_dataset, ensure_dataset
+from recbole_eimf.data.synthetic import generate
 from recbole_eimf.quick_start import run_recbole_eimf
 
 from conftest import SMALL
@@ -36,7 +38,7 @@ def small_zip(n_users: int = 120) -> tuple[bytes, int]:
 class Server:
     """A loopback HTTP server for one payload; ``truncate`` cuts the body after half."""
 
-    def __init__(self, payload: bytes, truncate: bool = False):
+    def __init__(self, payload: bytes, truncate: bool = False, name: str = "Tiny_Movies.zip"):
         self.requests = 0
         outer = self
 
@@ -53,7 +55,7 @@ class Server:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/Tiny_Movies.zip"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -142,3 +144,48 @@ def test_cli_reports_a_missing_dataset_in_one_message(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "Dataset [amazon-books] is not on this machine" in proc.stderr
     assert str(tmp_path / "amazon-books" / "amazon-books.inter") in proc.stderr
+
+
+def books_zip(tmp_path) -> tuple[bytes, pd.DataFrame]:
+    """A zip in the layout of RecBole's Amazon_Books.zip (Amazon_Books.inter/.item at the top),
+    holding the synthetic twin at a tiny scale; and its rows, as read."""
+    folder = generate("amazon-books", 0.001, seed=0, out=tmp_path / "twin")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for suffix in ("inter", "item"):
+            zf.write(folder / f"amazon-books.{suffix}", f"Amazon_Books.{suffix}")
+    return buffer.getvalue(), pd.read_csv(folder / "amazon-books.inter", sep="\t")
+
+
+def ten_core(rows: pd.DataFrame) -> pd.DataFrame:
+    """recbole_eimf/properties/dataset/amazon-books.yaml's filters, written out: ratings >= 4, first of each
+    (user, item), then users and items with fewer than 10 rows dropped until none is left."""
+    rows = rows.sort_values("timestamp:float", kind="stable")
+    rows = rows.drop_duplicates(["user_id:token", "item_id:token"])
+    rows = rows[rows["rating:float"] >= 4]
+    while True:
+        users = rows.groupby("user_id:token")["item_id:token"].transform("size")
+        items = rows.groupby("item_id:token")["user_id:token"].transform("size")
+        keep = (users >= 10) & (items >= 10)
+        if keep.all():
+            return rows
+        rows = rows[keep]
+
+
+def test_amazon_books_downloads_once_and_loads_10_core(tmp_path):
+    payload, rows = books_zip(tmp_path)
+    server = Server(payload, name="Amazon_Books.zip")
+    try:
+        config = Config(model="SASRec", dataset="amazon-books",
+                        config_dict={"data_path": str(tmp_path / "data"), "dataset_url": server.url, "state": "WARNING"})
+        dataset = create_dataset(config)
+    finally:
+        server.close()
+    assert sorted(p.name for p in (tmp_path / "data" / "amazon-books").iterdir()) == [
+        "amazon-books.inter", "amazon-books.item"]
+    expected = ten_core(rows)
+    assert len(expected) < len(rows[rows["rating:float"] >= 4])   # the 10-core removed rows
+    assert dataset.inter_num == len(expected)
+    assert dataset.user_num - 1 == expected["user_id:token"].nunique()
+    assert dataset.item_num - 1 == expected["item_id:token"].nunique()
+    assert set(dataset.field2id_token["user_id"][1:]) == set(expected["user_id:token"])
