@@ -188,7 +188,7 @@ def test_bad_esim_values_raise_config_errors_naming_the_key(ml100k, tmp_path, mo
     assert settings_for(config, tmp_path, llm_base_url="http://127.0.0.1:9/v1", llm_model="m").llm_backend == "openai"
     # A list typed on the command line reaches the config as text.
     assert settings_for(config, tmp_path, text_fields="[movie_title,class]").text_fields == ("movie_title", "class")
-    assert settings_for(config, tmp_path).text_fields == ("movie_title", "class")   # props/dataset/ml-100k.yaml
+    assert settings_for(config, tmp_path).text_fields == ("movie_title", "class")   # properties/dataset/ml-100k.yaml
 
 
 def run_cli(*args, cwd, env=None):

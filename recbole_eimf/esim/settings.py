@@ -1,7 +1,7 @@
 """ESIM's config keys, read once from a RecBole ``Config`` and checked.
 
 Every key has its default and a one-line description in ``recbole_eimf/properties/esim.yaml``;
-per-dataset ``text_fields`` live in ``props/dataset/<dataset>.yaml``. A bad value raises
+per-dataset ``text_fields`` live in ``properties/dataset/<dataset>.yaml``. A bad value raises
 :class:`~recbole_eimf.errors.ConfigError` naming the key.
 """
 
