@@ -74,7 +74,7 @@ def test_extractive_targets_end_to_end_from_training_items_only_then_from_the_ca
     folder = targets.directory
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dataset"] == "ml-100k" and "valid_and_test" in manifest["split"]
-    assert manifest["llm"] == {"backend": "extractive", "model": "extractive-v1", "decoding": {"max_interests": 4},
+    assert manifest["llm"] == {"backend": "extractive", "model": "extractive-v2", "decoding": {"max_interests": 4},
                                "uses_llm": False}
     assert manifest["encoder"]["key"].startswith("tfidf") and len(manifest["template"]["sha256"]) == 64
     assert manifest["counts"]["typical_users"] == 20 and manifest["config"]["n_clusters"] == 5

@@ -25,7 +25,7 @@ from recbole_eimf.esim.backends.openai_compat import read_api_key, safe_url
 from recbole_eimf.esim.cache import (
     AnswerCache, load_embeddings, load_targets, save_embeddings, save_targets, write_json, write_text,
 )
-from recbole_eimf.esim.concepts import build_concepts, build_targets
+from recbole_eimf.esim.concepts import build_concepts, build_targets, concept_names, distinct_assignment
 from recbole_eimf.esim.encoders import TfidfEncoder, encoder_identity, make_encoder
 from recbole_eimf.esim.errors import EsimError
 from recbole_eimf.esim.extraction import ExtractionStats, extract_interests
@@ -41,7 +41,8 @@ from recbole_eimf.esim.tokens import TokenCounter
 logger = logging.getLogger(__name__)
 
 # 2: target tensors hold one row per distinct target, plus each user's row (1: one row per user).
-FORMAT_VERSION = 2
+# 3: a user's interests take distinct concepts; the manifest names the concepts.
+FORMAT_VERSION = 3
 TENSOR_NAMES = ("target_row", "labels", "interests", "interest_mask", "concepts", "user_cluster", "is_typical")
 
 
@@ -86,6 +87,11 @@ class SemanticTargets:
     @property
     def semantic_dim(self) -> int:
         return int(self.concepts.shape[1])
+
+    @property
+    def concept_names(self) -> List[str]:
+        """A readable name per concept (empty for targets cached before names were stored)."""
+        return list(self.manifest.get("concept_names") or [])
 
     @property
     def max_interests(self) -> int:
@@ -352,8 +358,9 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
         for uid in ok_uids:
             n = len(answers[uid].interests)
             user_embeddings[uid] = flat[offset: offset + n]
-            user_concepts[uid] = concepts.assignment[offset: offset + n]
+            user_concepts[uid] = distinct_assignment(user_embeddings[uid], concepts.prototypes)
             offset += n
+        names = concept_names([i.name for uid in ok_uids for i in answers[uid].interests], concepts, flat)
         arrays = build_targets(
             inputs.sequences.n_users, settings.max_interests, user_embeddings, user_concepts,
             concepts.prototypes, selection.user_cluster, settings.semantic_scope,
@@ -403,6 +410,7 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
                 "prompt_tokens": int(sum(p.n_tokens for p in prompts)),
                 "extraction": stats.as_dict(),
             },
+            "concept_names": names,
             "shapes": {name: list(t.shape) for name, t in targets.tensors().items()},
             "files": ["semantic_targets.pt", "manifest.json", "interests.md", "interests.json"],
         }
