@@ -9,6 +9,7 @@
     # each trial on three seeds, scored by the mean (a small test set: one seed is noisy)
     python run_recbole_eimf.py ... --params_file=props/hyper/eimf-transmi.hyper --seeds=2020,2021,2022 --jobs=6
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
+    python run_recbole_eimf.py --stage=explain --model_file=saved/EIMF-....pth --users=random:10
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
 """
@@ -47,8 +48,10 @@ if __name__ == "__main__":
                         help="tuning: trials at a time, each in its own process (exhaustive and random search)")
     parser.add_argument("--seeds", type=str, default=None,
                         help="tuning: train every trial on each of these seeds (e.g. 2020,2021,2022), score by the mean")
-    parser.add_argument("--stage", type=str, default="train", choices=["train", "esim"],
-                        help="train (default), or esim: run ESIM preprocessing alone")
+    parser.add_argument("--stage", type=str, default="train", choices=["train", "esim", "explain"],
+                        help="train (default), esim: run ESIM preprocessing alone, or explain: a checkpoint's interests")
+    parser.add_argument("--model_file", type=str, default=None, help="with --stage=explain: the checkpoint")
+    parser.add_argument("--users", type=str, default=None, help="with --stage=explain: user tokens (a,b) or random:N")
     parser.add_argument("--dry_run", type=str, default=None,
                         help="with --stage=esim: True reports users, prompt tokens and cost, making no request")
     args, _ = parser.parse_known_args()
@@ -63,6 +66,14 @@ if __name__ == "__main__":
             print(run_esim_stage(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
                                  dry_run=dry_run))
         except (ConfigError, DatasetNotFoundError, EsimError) as err:
+            sys.exit(f"error: {err}")
+        sys.exit(0)
+    if args.stage == "explain":
+        from recbole_eimf.quick_start.explain import run_explain_stage
+
+        try:
+            print(run_explain_stage(args.model_file, args.users))
+        except (ConfigError, DatasetNotFoundError) as err:
             sys.exit(f"error: {err}")
         sys.exit(0)
     if args.params_file:

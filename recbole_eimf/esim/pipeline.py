@@ -418,7 +418,7 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
         write_json(inputs.folder / "interests.json", records)
         write_text(inputs.folder / "interests.md", interests_markdown(
             settings.dataset, answers, cluster_of, inputs.user_tokens, concepts_of, inputs.catalog, identity,
-            encoder.key, stats, n_users,
+            encoder.key, stats, n_users, names,
         ))
     manifest["stage_seconds"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     manifest["total_seconds"] = round(time.perf_counter() - start, 3)

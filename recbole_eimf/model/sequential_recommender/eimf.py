@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar, Dict, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,8 @@ class EIMF(SequentialRecommender):
     L_routing`` when the backbone's routing regulariser is on). ``predict`` and
     ``full_sort_predict`` are the backbone's: no text, no LLM and no semantic tensor is touched at
     inference, and the semantic targets are not part of the checkpoint. They are loaded from
-    ESIM's cache the first time a loss is computed.
+    ESIM's cache the first time a loss is computed; the checkpoint keeps only the concepts'
+    prototypes and names (:meth:`other_parameter`), to name the interests of a reloaded model.
     """
 
     # Keys added after the first release, and the value that reproduces the behaviour from before.
@@ -116,6 +117,7 @@ class EIMF(SequentialRecommender):
                     f"`include_last: True` and `n_interests` >= 2 has both): use `aux_interests: all`"
                 )
         self._targets = None
+        self._concepts: Optional[Dict[str, Any]] = None  # reloaded from a checkpoint (other_parameter)
         self.head: Optional[nn.Module] = None
         if self.sp_weight > 0 or self.ma_weight > 0:
             # The head must exist before the trainer builds its optimizer. Its width is the text
@@ -165,6 +167,24 @@ class EIMF(SequentialRecommender):
         """Which ESIM targets this model trained on (:meth:`SemanticTargets.provenance`); None
         before training has loaded them. The benchmark harness records it with each run."""
         return self._targets.provenance() if self._targets is not None else None
+
+    def other_parameter(self) -> Dict[str, Any]:
+        """Saved with every checkpoint: ESIM's concept prototypes and their names, so that the
+        interests of a reloaded model can be named (``--stage=explain``) with no ESIM cache."""
+        if self._targets is None or not self._targets.concept_names:
+            return dict(self._concepts) if self._concepts else {}
+        return {"concept_names": self._targets.concept_names, "concept_prototypes": self._targets.concepts.cpu()}
+
+    def load_other_parameter(self, para: Optional[Mapping[str, Any]]) -> None:
+        self._concepts = dict(para) if para and "concept_names" in para else None
+
+    def named_concepts(self) -> Optional[Tuple[List[str], torch.Tensor]]:
+        """``(names, prototypes [P, d_t])`` of ESIM's concepts this model trained on, or None (no
+        targets loaded, or a checkpoint saved before concepts were stored with it)."""
+        stored = self.other_parameter()
+        if not stored:
+            return None
+        return list(stored["concept_names"]), stored["concept_prototypes"]
 
     def build_head(self, semantic_dim: int) -> None:
         """Create the projection ``g: R^d -> R^{d_t}`` without drawing from the global RNG, so the
