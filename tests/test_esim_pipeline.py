@@ -81,6 +81,7 @@ def test_extractive_targets_end_to_end_from_training_items_only_then_from_the_ca
     assert set(manifest["stage_seconds"]) >= {"item_embeddings", "typical_users", "prompts", "llm", "concepts"}
     readable = (folder / "interests.md").read_text()
     assert "no LLM was used" in readable and readable.count("### User") == 20
+    assert readable.count(" (concept ") == readable.count("**") // 2 > 0 and f": {manifest['concept_names'][0]})" in readable
 
     # Training items only: every item shown for a user is in their training sequence, none held out.
     seqs = training_sequences(train._dataset)
