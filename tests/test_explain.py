@@ -122,6 +122,7 @@ def test_user_with_fewer_items_than_interests(eimf_explainer):
     one = explainer.explain(uid, items=history[-1:])
     assert len(one.interests) == 4 and one.history == [int(history[-1])]
     assert [i.same_as for i in one.interests] == [None, 0, 0, 0]   # one item: one direction
+    assert all(i.names == one.interests[0].names for i in one.interests)
     assert "fewer items than the 4 interests" in history_line(one)
     two = explainer.explain(uid, items=history[-2:])
     assert len(two.interests) == 4 and len(two.recommendations) == 10

@@ -15,7 +15,6 @@ to the checkpoint.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -28,8 +27,6 @@ from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim.backends.extractive import GroupNamer
 from recbole_eimf.esim.item_text import ItemCatalog, build_item_catalog
 from recbole_eimf.quick_start.quick_start import load_data_and_model
-
-logger = logging.getLogger(__name__)
 
 # Two interests this close (cosine) are one: a short history gives K copies of few directions.
 SAME_INTEREST_COSINE = 0.999
@@ -169,7 +166,9 @@ class Explainer:
         cosine = self.concept_similarity(interests)
         for k in range(interests.size(0)):
             earlier = [j for j in range(k) if similar[k, j] > SAME_INTEREST_COSINE]
-            if cosine is not None:
+            if earlier:  # the same interest keeps its name
+                labels = named[earlier[0]].names
+            elif cosine is not None:
                 values, index = cosine[k].topk(min(self.n_names, cosine.size(1)))
                 labels = [(self.concepts[0][int(p)], float(v)) for v, p in zip(values, index)]
             else:
@@ -200,8 +199,6 @@ def explain_users(model_file: str, users: str, top_n: int = 10) -> Explanation:
     if not model_file or not Path(model_file).is_file():
         raise ConfigError(f"--model_file [{model_file}] is not a file: give a checkpoint saved by training (saved/*.pth)")
     explainer = Explainer(model_file, top_n=top_n)
-    if explainer.note:
-        logger.warning(explainer.note)
     explanation = Explanation(
         model_file=str(model_file), model=explainer.config["model"], dataset=explainer.config["dataset"],
         naming="ESIM's concepts nearest each interest (cosine through the trained head)"
