@@ -114,9 +114,10 @@ class Explainer:
             ids.append(uid)
         return ids
 
+    @torch.no_grad()
     def explain(self, uid: int, items: Optional[Sequence[int]] = None) -> UserExplanation:
         """Explain user ``uid`` after ``items`` (oldest first; default: the user's whole history)."""
-        items = list(self.histories[uid] if items is None else items)
+        items = [int(i) for i in (self.histories[uid] if items is None else items)]
         seen = self.histories.get(uid, np.array([], dtype=np.int64))
         interests = self.interests(items)                                      # [K, d]
         scorer = getattr(self.model, "backbone", self.model)  # EIMF scores with its backbone's items
