@@ -488,7 +488,7 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     for seed in (2020, 2021):
         provenance = runs[("EIMF-DR", seed)]["esim_targets"]
         assert provenance["key"] == targets[0].parent.name and provenance["encoder"].startswith("tfidf")
-        assert provenance["llm"] == "extractive:extractive-v1" and provenance["users_with_target"] > 0
+        assert provenance["llm"] == "extractive:extractive-v2" and provenance["users_with_target"] > 0
     assert runs[("ComiRecDR", 2020)]["esim_targets"] is None
     assert not list((out / "checkpoints").glob("**/esim")) if (out / "checkpoints").exists() else True
 

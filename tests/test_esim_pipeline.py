@@ -74,13 +74,14 @@ def test_extractive_targets_end_to_end_from_training_items_only_then_from_the_ca
     folder = targets.directory
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dataset"] == "ml-100k" and "valid_and_test" in manifest["split"]
-    assert manifest["llm"] == {"backend": "extractive", "model": "extractive-v1", "decoding": {"max_interests": 4},
+    assert manifest["llm"] == {"backend": "extractive", "model": "extractive-v2", "decoding": {"max_interests": 4},
                                "uses_llm": False}
     assert manifest["encoder"]["key"].startswith("tfidf") and len(manifest["template"]["sha256"]) == 64
     assert manifest["counts"]["typical_users"] == 20 and manifest["config"]["n_clusters"] == 5
     assert set(manifest["stage_seconds"]) >= {"item_embeddings", "typical_users", "prompts", "llm", "concepts"}
     readable = (folder / "interests.md").read_text()
     assert "no LLM was used" in readable and readable.count("### User") == 20
+    assert readable.count(" (concept ") == readable.count("**") // 2 > 0 and f": {manifest['concept_names'][0]})" in readable
 
     # Training items only: every item shown for a user is in their training sequence, none held out.
     seqs = training_sequences(train._dataset)

@@ -2,7 +2,10 @@
 
 * Concepts: k-means (seeded) over the embeddings of all interests of all typical users gives
   ``P = n_concepts`` prototypes (unit length; fewer when there are fewer distinct interests). Each
-  interest belongs to its nearest prototype (cosine).
+  concept is named by the most frequent interest name among its members (nearest prototype,
+  cosine), a name no other concept has where one is left.
+* A user's interests take distinct concepts (:func:`distinct_assignment`): two stated interests
+  are two concepts of the user, not one counted twice.
 * ``typical`` scope: a typical user's multi-hot label is the set of its interests' concepts, and its
   semantic interests are its own interest embeddings (up to ``J = max_interests``).
 * ``cluster`` scope: in addition, every other user of a cluster inherits the cluster's targets: the
@@ -53,6 +56,44 @@ def build_concepts(interest_embeddings: np.ndarray, n_concepts: int, seed: int) 
     prototypes = l2_normalize(kmeans.cluster_centers_)
     assignment = np.argmax(interest_embeddings @ prototypes.T, axis=1)
     return Concepts(prototypes=prototypes, assignment=assignment)
+
+
+def distinct_assignment(embeddings: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """The concept of each of one user's interests ``[j, d_t]``: distinct concepts (while
+    ``j <= P``) of the largest total cosine, so each interest keeps its nearest concept unless
+    another of the user's interests is nearer to it."""
+    from scipy.optimize import linear_sum_assignment
+
+    similarity = embeddings @ prototypes.T
+    if len(embeddings) > len(prototypes):
+        return np.argmax(similarity, axis=1)
+    rows, columns = linear_sum_assignment(-similarity)
+    assignment = np.empty(len(embeddings), dtype=np.int64)
+    assignment[rows] = columns
+    return assignment
+
+
+def concept_names(names: List[str], concepts: Concepts, embeddings: np.ndarray) -> List[str]:
+    """A readable name per concept: the most frequent name of the interests nearest it (ties:
+    the nearest one), one that no larger concept has taken where there is one. ``names[i]`` is
+    the name of the interest ``embeddings[i]``, as given to :func:`build_concepts`."""
+    prototypes, nearest = concepts.prototypes, concepts.assignment
+    ranked: List[List[str]] = []
+    for concept in range(len(prototypes)):
+        members = np.flatnonzero(nearest == concept)
+        closeness = embeddings[members] @ prototypes[concept]
+        count = Counter(names[i].strip() for i in members)
+        best = {}
+        for i, c in zip(members, closeness):
+            best[names[i].strip()] = max(best.get(names[i].strip(), -1.0), float(c))
+        ranked.append(sorted(count, key=lambda n: (-count[n], -best[n], n)))
+    taken, result = set(), [""] * len(prototypes)
+    for concept in sorted(range(len(prototypes)), key=lambda c: -len(ranked[c])):
+        choice = next((n for n in ranked[concept] if n.lower() not in taken), None)
+        choice = choice or (ranked[concept][0] if ranked[concept] else f"concept {concept}")
+        taken.add(choice.lower())
+        result[concept] = choice
+    return result
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from recbole_eimf.esim.backends.openai_compat import read_api_key, safe_url
 from recbole_eimf.esim.cache import (
     AnswerCache, cache_lock, load_embeddings, load_targets, save_embeddings, save_targets, write_json, write_text,
 )
-from recbole_eimf.esim.concepts import build_concepts, build_targets
+from recbole_eimf.esim.concepts import build_concepts, build_targets, concept_names, distinct_assignment
 from recbole_eimf.esim.encoders import TfidfEncoder, encoder_identity, make_encoder
 from recbole_eimf.esim.errors import EsimError
 from recbole_eimf.esim.extraction import ExtractionStats, cached_answer, extract_interests
@@ -41,7 +41,8 @@ from recbole_eimf.esim.tokens import TokenCounter
 logger = logging.getLogger(__name__)
 
 # 2: target tensors hold one row per distinct target, plus each user's row (1: one row per user).
-FORMAT_VERSION = 2
+# 3: a user's interests take distinct concepts; the manifest names the concepts.
+FORMAT_VERSION = 3
 TENSOR_NAMES = ("target_row", "labels", "interests", "interest_mask", "concepts", "user_cluster", "is_typical")
 
 
@@ -86,6 +87,11 @@ class SemanticTargets:
     @property
     def semantic_dim(self) -> int:
         return int(self.concepts.shape[1])
+
+    @property
+    def concept_names(self) -> List[str]:
+        """A readable name per concept (empty for targets cached before names were stored)."""
+        return list(self.manifest.get("concept_names") or [])
 
     @property
     def max_interests(self) -> int:
@@ -403,8 +409,9 @@ def _build(inputs: _Inputs, timer: _Timer, start: float, previous: Optional[Esim
         for uid in ok_uids:
             n = len(answers[uid].interests)
             user_embeddings[uid] = flat[offset: offset + n]
-            user_concepts[uid] = concepts.assignment[offset: offset + n]
+            user_concepts[uid] = distinct_assignment(user_embeddings[uid], concepts.prototypes)
             offset += n
+        names = concept_names([i.name for uid in ok_uids for i in answers[uid].interests], concepts, flat)
         arrays = build_targets(
             inputs.sequences.n_users, settings.max_interests, user_embeddings, user_concepts,
             concepts.prototypes, selection.user_cluster, settings.semantic_scope,
@@ -453,10 +460,11 @@ def _build(inputs: _Inputs, timer: _Timer, start: float, previous: Optional[Esim
                 "prompt_tokens": int(sum(p.n_tokens for p in prompts)),
                 "extraction": stats.as_dict(),
             },
+            "concept_names": names,
             "shapes": {name: list(t.shape) for name, t in targets.tensors().items()},
             "files": ["semantic_targets.pt", "manifest.json", "interests.md", "interests.json"],
         }
-        _write_reports(inputs, answers, selection, concepts_of, encoder.key, stats)
+        _write_reports(inputs, answers, selection, concepts_of, encoder.key, stats, names)
     manifest["stage_seconds"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     manifest["total_seconds"] = round(time.perf_counter() - start, 3)
     save_targets(inputs.folder, targets.tensors(), manifest)
@@ -469,14 +477,16 @@ def _build(inputs: _Inputs, timer: _Timer, start: float, previous: Optional[Esim
     return EsimResult(targets=targets, stats=stats, from_cache=False, summary=summary, answers=answers)
 
 
-def _write_reports(inputs: _Inputs, answers, selection, concepts_of, encoder_key: str, stats) -> None:
-    """interests.json and the readable interests.md, next to where the targets go."""
+def _write_reports(inputs: _Inputs, answers, selection, concepts_of, encoder_key: str, stats,
+                   names: Sequence[str] = ()) -> None:
+    """interests.json and the readable interests.md (with the concepts' ``names``), next to where
+    the targets go."""
     cluster_of = {int(uid): selection.cluster_of(int(uid)) for uid in selection.typical_users}
     records = interests_records(answers, cluster_of, inputs.user_tokens, concepts_of)
     write_json(inputs.folder / "interests.json", records)
     write_text(inputs.folder / "interests.md", interests_markdown(
         inputs.settings.dataset, answers, cluster_of, inputs.user_tokens, concepts_of, inputs.catalog,
-        inputs.identity, encoder_key, stats, inputs.n_users_with_data(),
+        inputs.identity, encoder_key, stats, inputs.n_users_with_data(), list(names),
     ))
 
 

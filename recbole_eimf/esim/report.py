@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from recbole_eimf.esim.extraction import ExtractionStats, UserAnswer
 from recbole_eimf.esim.item_text import ItemCatalog
@@ -29,6 +29,7 @@ def interests_markdown(
     encoder_key: str,
     stats: ExtractionStats,
     n_users: int,
+    concept_names: Sequence[str] = (),
 ) -> str:
     """Each typical user's stated interests next to the items they came from (Markdown)."""
     n_typical = len(answers)
@@ -59,7 +60,10 @@ def interests_markdown(
             if answer.interests:
                 concepts = concepts_of.get(uid, [])
                 for j, interest in enumerate(answer.interests):
-                    concept = f" (concept {concepts[j]})" if j < len(concepts) else ""
+                    concept = ""
+                    if j < len(concepts):
+                        named = f": {concept_names[concepts[j]]}" if concepts[j] < len(concept_names) else ""
+                        concept = f" (concept {concepts[j]}{named})"
                     text = f"**{interest.name}**" + (f": {interest.description}" if interest.description else "")
                     lines.append(f"- {text}{concept}")
             else:

@@ -19,6 +19,7 @@ examples:
   python run_recbole_eimf.py --model=SASRec --dataset=amazon-beauty --epochs=20
   python run_recbole_eimf.py --model=EIMF --backbone=TransMI --n_interests=8 --learning_rate=0.002
   python run_recbole_eimf.py --stage=esim --dataset=ml-100k --dry_run=True   # ESIM alone, or its cost
+  python run_recbole_eimf.py --stage=explain --model_file=saved/EIMF-<date>.pth --users=random:10
   python run_recbole_eimf.py --model=TransMI --params_file=props/hyper/transmi.hyper \\
       --algo=random --max_evals=20 --seeds=2020,2021 --jobs=2 --tuned_dir=props/tuned   # tuning
 
@@ -48,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model", "-m", default="EIMF", help="model name: EIMF, a backbone or any RecBole model (default: %(default)s)")
     add("--dataset", "-d", default="ml-100k", help="dataset name (default: %(default)s)")
     add("--config_files", default=None, help="yaml config files, separated by spaces")
-    add("--stage", default="train", choices=["train", "esim"],
-        help="train (default: ESIM first for EIMF, then training and test), or esim alone")
+    add("--stage", default="train", choices=["train", "esim", "explain"],
+        help="train (default: ESIM first for EIMF, then training and test), esim alone, "
+             "or explain: a checkpoint's interests, named, and where its recommendations come from")
     add("--dry_run", default=None, help="with --stage=esim: True reports users, prompt tokens and cost, no request")
+    add("--model_file", default=None, help="with --stage=explain: the checkpoint (saved/<model>-<date>.pth)")
+    add("--users", default=None, help="with --stage=explain: user tokens (196,186) or random:N")
     tuning = parser.add_argument_group("tuning (with --params_file)")
     tuning.add_argument("--params_file", default=None, help="hyper-parameter space in RecBole's format: tune")
     tuning.add_argument("--algo", default="exhaustive", help="exhaustive, random or bayes (default: %(default)s)")
@@ -75,6 +79,15 @@ def _esim(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> No
     except KeyboardInterrupt:  # answers received so far are in ESIM's cache; the log says where
         print("interrupted: a rerun asks only for the answers still missing", file=sys.stderr)
         sys.exit(130)
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from recbole_eimf.quick_start.explain import run_explain_stage
+
+    try:
+        print(run_explain_stage(args.model_file, args.users))
+    except (ConfigError, DatasetNotFoundError) as err:
+        sys.exit(f"error: {err}")
 
 
 def _tune(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> None:
@@ -114,6 +127,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.stage == "esim":
         _esim(args, config_file_list)
+    elif args.stage == "explain":
+        _explain(args)
     elif args.params_file:
         _tune(args, config_file_list)
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,8 @@ class EIMF(SequentialRecommender):
     builds the model (``PIPELINE_STAGES``; :func:`recbole_eimf.quick_start.build_model`) and hands
     in as ``semantic_targets``. Without them the model still rebuilds from a checkpoint (the
     head's width, ``semantic_dim``, is recorded in the config) and scores; it cannot train.
+    The checkpoint keeps only the concepts' prototypes and names (:meth:`other_parameter`), to
+    name the interests of a reloaded model (``--stage=explain``).
     """
 
     # Pipeline stages whose output this model trains on (their defaults load with its config).
@@ -136,6 +138,7 @@ class EIMF(SequentialRecommender):
                     f"`include_last: True` and `n_interests` >= 2 has both): use `aux_interests: all`"
                 )
         self._targets = semantic_targets
+        self._concepts: Optional[Dict[str, Any]] = None  # reloaded from a checkpoint (other_parameter)
         self.head: Optional[nn.Module] = None
         if self.sp_weight > 0 or self.ma_weight > 0:
             # The head must exist before the trainer builds its optimizer. Its width is the text
@@ -189,6 +192,24 @@ class EIMF(SequentialRecommender):
             # no buffers (they are not part of the checkpoint), so they follow here.
             self._targets = self._targets.to(device)
         return self._targets
+
+    def other_parameter(self) -> Dict[str, Any]:
+        """Saved with every checkpoint: ESIM's concept prototypes and their names, so that the
+        interests of a reloaded model can be named (``--stage=explain``) with no ESIM cache."""
+        if self._targets is None or not self._targets.concept_names:
+            return dict(self._concepts) if self._concepts else {}
+        return {"concept_names": self._targets.concept_names, "concept_prototypes": self._targets.concepts.cpu()}
+
+    def load_other_parameter(self, para: Optional[Mapping[str, Any]]) -> None:
+        self._concepts = dict(para) if para and "concept_names" in para else None
+
+    def named_concepts(self) -> Optional[Tuple[List[str], torch.Tensor]]:
+        """``(names, prototypes [P, d_t])`` of ESIM's concepts this model trained on, or None (no
+        targets loaded, or a checkpoint saved before concepts were stored with it)."""
+        stored = self.other_parameter()
+        if not stored:
+            return None
+        return list(stored["concept_names"]), stored["concept_prototypes"]
 
     def build_head(self, semantic_dim: int) -> None:
         """Create the projection ``g: R^d -> R^{d_t}`` without drawing from the global RNG, so the
