@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from recbole_eimf.errors import ConfigError, DatasetNotFoundError
+from recbole_eimf.errors import UserError
 from recbole_eimf.quick_start import format_results, run_recbole_eimf
 
 def _seed_list(text):
@@ -55,14 +55,13 @@ if __name__ == "__main__":
 
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.stage == "esim":
-        from recbole_eimf.esim import EsimError
         from recbole_eimf.esim.stage import run_esim_stage
 
         dry_run = None if args.dry_run is None else args.dry_run.strip().lower() in ("1", "true", "yes")
         try:
             print(run_esim_stage(model=args.model, dataset=args.dataset, config_file_list=config_file_list,
                                  dry_run=dry_run))
-        except (ConfigError, DatasetNotFoundError, EsimError) as err:
+        except UserError as err:
             sys.exit(f"error: {err}")
         sys.exit(0)
     if args.params_file:
@@ -76,7 +75,7 @@ if __name__ == "__main__":
                     algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
                     jobs=args.jobs, seeds=_seed_list(args.seeds),
                 )
-        except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
+        except (UserError, FileNotFoundError) as err:
             sys.exit(f"error: {err}")
         print(f"\nbest of {len(tuned['trials'])} trials: {tuned['best']['params']}")
         print(f"{format_results(tuned['best'])}\n\ntrials and best.yaml in {tuned['output_dir']}")
@@ -85,7 +84,7 @@ if __name__ == "__main__":
         sys.exit(0)
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
-    except (ConfigError, DatasetNotFoundError) as err:
+    except UserError as err:  # ESIM's too: EIMF builds its targets while the model is made
         sys.exit(f"error: {err}")
     print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
     if result.get("model_file"):

@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from recbole_eimf.benchmark.runner import ESIM_DIR, BenchmarkSetupError, check_inputs, run_benchmark
-from recbole_eimf.data import DatasetNotFoundError
-from recbole_eimf.errors import ConfigError
-from recbole_eimf.esim.errors import EsimError
+from recbole_eimf.errors import UserError
 from recbole_eimf.progress_log import progress_logging
 
 logger = logging.getLogger("recbole_eimf.benchmark")
@@ -144,8 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 reference=args.reference,
                 esim_only=args.esim_only,
             )
-    # Raised before any training (ESIM's errors: by the targets built before parallel runs start).
-    except (BenchmarkSetupError, DatasetNotFoundError, ConfigError, EsimError) as err:
+    # Raised before any training (ESIM's errors: by the targets built before the runs start).
+    except (BenchmarkSetupError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.esim_only:

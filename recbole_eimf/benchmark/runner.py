@@ -46,6 +46,7 @@ from recbole_eimf.benchmark.store import RunStore, run_key
 from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.environment import device_name, log_environment
+from recbole_eimf.errors import UserError
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
 from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
@@ -569,7 +570,9 @@ def run_benchmark(
         if not keep_checkpoints:
             shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
         if error is not None:
-            logger.error(f"{where} {model} seed {seed} failed: {type(error).__name__}: {error}", exc_info=error)
+            # A user error's message says what to fix: its traceback would only bury it.
+            logger.error(f"{where} {model} seed {seed} failed: {type(error).__name__}: {error}",
+                         exc_info=None if isinstance(error, UserError) else error)
             summary.failed.append((model, seed, f"{type(error).__name__}: {error}"))
             gc.collect()
             if torch.cuda.is_available():
@@ -610,24 +613,28 @@ def run_benchmark(
         # Leftovers of an interrupted run go first.
         shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
 
-    if jobs > 1 and len(todo) > 1:
+    parallel = jobs > 1 and len(todo) > 1
+    if parallel:
         # Seed-major order: a benchmark cut short still has every model on its first seed.
         todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
-        # The models whose settings carry an ESIM seed are those that run ESIM (_model_settings).
-        esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
-        # Before parallel runs start, so that the folder's cache is built (and an LLM paid) once,
-        # not by every EIMF run that starts at the same moment; variants may ask for other settings.
+    # The models whose settings carry an ESIM seed are those that run ESIM (_model_settings).
+    esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
+    first_seed = {}
+    for model, seed in todo:
+        if model in esim_models:
+            first_seed.setdefault(model, seed)
+    if first_seed:
+        # Before any run starts: the folder's cache is built (and an LLM paid) once, not by every
+        # EIMF run that starts at the same moment, and an ESIM error stops the benchmark before
+        # training (exit 2), as ``--stage=esim`` does; variants may ask for other settings.
         from recbole_eimf.esim.stage import build_esim_caches
 
-        first_seed = {}
-        for model, seed in todo:
-            if model in esim_models:
-                first_seed.setdefault(model, seed)
         build_esim_caches((
             (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
                                  esim_defaults))
             for model, seed in first_seed.items()
         ), logger)
+    if parallel:
         threads = cpu_threads_per_job(jobs)
         logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
         run_parallel(
