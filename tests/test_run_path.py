@@ -1,25 +1,22 @@
 """The run path under faults: clear errors (no traceback) for what a user fixes in config, data or files."""
 
 import runpy
-import subprocess
 import sys
-from unittest import mock
 from pathlib import Path
+from typing import Optional, Sequence
+from unittest import mock
 
 import pytest
 
 from recbole_eimf.benchmark import runner as runner_module
 from recbole_eimf.benchmark.__main__ import main as benchmark_main
+from recbole_eimf.data.atomic_files import check_atomic_file
+from recbole_eimf.errors import DataError
+
+from conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_ARGS = ["--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--epochs=1", "--state=WARNING"]
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run_recbole_eimf.py"), *args],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
-    )
 
 
 # --- 7: ESIM errors raised while EIMF is built end like --stage=esim's ---------------------------
@@ -53,3 +50,62 @@ def test_an_esim_error_stops_the_harness_before_training_with_exit_2(tmp_path, m
     err = capsys.readouterr().err
     assert code == 2
     assert "error: ESIM found no typical user" in err and "Traceback" not in err
+
+
+# --- 11: malformed atomic files are named with line and field before RecBole loads them ----------
+
+HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
+
+
+def write_dataset(folder: Path, name: str, inter: str, item: Optional[str] = None) -> Path:
+    """A dataset `name` under `folder` with the given .inter (and .item) text; returns `folder`."""
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    (folder / name / f"{name}.inter").write_bytes(inter.encode("utf-8") if isinstance(inter, str) else inter)
+    if item is not None:
+        (folder / name / f"{name}.item").write_text(item, encoding="utf-8")
+    return folder
+
+
+def interactions(per_user: Sequence[int], items: int = 30) -> str:
+    """An .inter text: user u has per_user[u] interactions, items cycling, timestamps increasing."""
+    lines, t = [HEADER], 0
+    for user, count in enumerate(per_user):
+        for k in range(count):
+            t += 1
+            lines.append(f"u{user}\ti{(user * 7 + k) % items}\t{t}\n")
+    return "".join(lines)
+
+
+def tiny_config(folder: Path, name: str = "tiny", model: str = "ComiRecSA", **extra):
+    from recbole_eimf.config import Config
+
+    settings = {**SMALL, "data_path": str(folder), "load_col": None, "epochs": 1, **extra}
+    return Config(model=model, dataset=name, config_dict=settings)
+
+
+GOOD = interactions([6] * 20)
+
+
+@pytest.mark.parametrize("inter, message", [
+    (GOOD + "u3\ti4\n", r"tiny\.inter, line 122: 2 fields where the header has 3 \(cut short: field 'timestamp'"),
+    (GOOD + "u3\ti4\tyesterday\n", r"tiny\.inter, line 122, field 'timestamp': 'yesterday' is not a number"),
+    (GOOD.encode() + "u3\ti4\t1\u00e9\n".encode("latin-1"), r"tiny\.inter, line 122: bytes that are not utf-8"),
+    (GOOD + "u3\ti4\t5\t6\n", r"tiny\.inter, line 122: 4 fields where the header has 3 \(too many"),
+    (HEADER, r"tiny\.inter: only a header line, no data rows"),
+    ("", r"tiny\.inter: the file is empty"),
+    ("user_id\titem_id\n" + "u1\ti1\n", r"tiny\.inter, line 1 \(header\): field 'user_id' is not name:type"),
+])
+def test_a_malformed_inter_file_is_named_with_its_line_and_field(tmp_path, inter, message):
+    from recbole_eimf.data import create_dataset
+
+    config = tiny_config(write_dataset(tmp_path / "data", "tiny", inter))
+    with pytest.raises(DataError, match=message):
+        create_dataset(config)
+
+
+def test_real_atomic_files_pass_the_check_quoted_multi_word_fields_included():
+    # amazon-beauty's .item quotes values holding the separator or quotes ("'Beauty', ""Women's""").
+    folder = Path("/work/shared/data/amazon-beauty")
+    if not folder.is_dir():
+        pytest.skip("amazon-beauty is not in /work/shared/data")
+    assert check_atomic_file(folder / "amazon-beauty.item", "\t", " ", "utf-8") == 12101
