@@ -1,5 +1,6 @@
 """The run path under faults: clear errors (no traceback) for what a user fixes in config, data or files."""
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from recbole_eimf.benchmark import runner as runner_module
 from recbole_eimf.benchmark.__main__ import main as benchmark_main
 from recbole_eimf.data.atomic_files import check_atomic_file
-from recbole_eimf.errors import DataError
+from recbole_eimf.errors import CheckpointError, DataError
 
 from conftest import SMALL
 
@@ -66,7 +67,7 @@ def write_dataset(folder: Path, name: str, inter: str, item: Optional[str] = Non
     return folder
 
 
-def interactions(per_user: Sequence[int], items: int = 30) -> str:
+def interactions(per_user: Sequence[int], items: int = 60) -> str:
     """An .inter text: user u has per_user[u] interactions, items cycling, timestamps increasing."""
     lines, t = [HEADER], 0
     for user, count in enumerate(per_user):
@@ -109,3 +110,43 @@ def test_real_atomic_files_pass_the_check_quoted_multi_word_fields_included():
     if not folder.is_dir():
         pytest.skip("amazon-beauty is not in /work/shared/data")
     assert check_atomic_file(folder / "amazon-beauty.item", "\t", " ", "utf-8") == 12101
+
+
+# --- 9: a checkpoint refuses other data, and a damaged file is named -----------------------------
+
+def test_a_checkpoint_refuses_data_with_other_items_and_names_a_damaged_file(tmp_path, caplog):
+    import torch
+
+    from recbole_eimf.quick_start import load_data_and_model, run_recbole_eimf
+
+    data = write_dataset(tmp_path / "data", "tiny", interactions([6] * 20))
+    settings = {**SMALL, "data_path": str(data), "load_col": None, "epochs": 1}
+    model_file = run_recbole_eimf("ComiRecSA", "tiny", config_dict=settings)["model_file"]
+    config, *_ = load_data_and_model(model_file)
+    assert config["data_fingerprint"]["items"] == 60
+
+    # Same counts, other items: the rows of the item table would score the wrong items.
+    original = (data / "tiny" / "tiny.inter").read_text()
+    (data / "tiny" / "tiny.inter").write_text(re.sub(r"\ti(\d+)", r"\tj\1", original))
+    with pytest.raises(CheckpointError, match=rf"{model_file} was trained on other data than dataset \[tiny\]"):
+        load_data_and_model(model_file)
+
+    # Written before fingerprints: loads, with a warning (the data is back as it was trained).
+    (data / "tiny" / "tiny.inter").write_text(original)
+    checkpoint = torch.load(model_file, weights_only=False)
+    del checkpoint["config"].final_config_dict["data_fingerprint"]
+    old = tmp_path / "old.pth"
+    torch.save(checkpoint, old)
+    load_data_and_model(str(old))
+    assert "records no fingerprint" in caplog.text
+
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(Path(model_file).read_bytes()[:5000])
+    foreign = tmp_path / "notes.pth"
+    foreign.write_text("not a checkpoint")
+    tensor = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), tensor)
+    for path, message in ((truncated, "not a readable checkpoint"), (foreign, "not a readable checkpoint"),
+                          (tensor, "not a RecBole checkpoint"), (tmp_path / "gone.pth", "no such checkpoint")):
+        with pytest.raises(CheckpointError, match=f"{path}: {message}"):
+            load_data_and_model(str(path))
