@@ -150,3 +150,65 @@ def test_a_checkpoint_refuses_data_with_other_items_and_names_a_damaged_file(tmp
                           (tensor, "not a RecBole checkpoint"), (tmp_path / "gone.pth", "no such checkpoint")):
         with pytest.raises(CheckpointError, match=f"{path}: {message}"):
             load_data_and_model(str(path))
+
+
+# --- 12: small datasets give clear errors; a batch too large for memory warns before training ----
+
+@pytest.mark.parametrize("model", ["ComiRecSA", "EIMF"])
+def test_users_with_one_or_two_interactions_give_a_clear_error_not_an_empty_table(tmp_path, model):
+    from recbole_eimf.quick_start import run_recbole_eimf
+
+    data = write_dataset(tmp_path / "data", "tiny", interactions([1, 2] * 20))
+    settings = {**SMALL, "data_path": str(data), "load_col": None, "epochs": 1}
+    with pytest.raises(DataError, match=r"the validation and test split\(s\) are empty .* 40 of 40 users have fewer "
+                                        r"than 4 interactions"):
+        run_recbole_eimf(model, "tiny", config_dict=settings)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"topk": [10, 100]}, r"`topk` \[10, 100\] asks for more items than dataset \[tiny\] has \(60\)"),
+    ({"user_inter_num_interval": "[100,inf)"}, r"dataset \[tiny\] is empty after filtering .*user_inter_num_interval"),
+])
+def test_too_few_items_or_users_after_filtering_name_the_key(tmp_path, extra, message):
+    from recbole_eimf.quick_start import run_recbole_eimf
+
+    data = write_dataset(tmp_path / "data", "tiny", interactions([6] * 20))
+    settings = {**SMALL, "data_path": str(data), "load_col": None, "epochs": 1, **extra}
+    with pytest.raises(DataError, match=message):
+        run_recbole_eimf("ComiRecSA", "tiny", config_dict=settings)
+
+
+def test_a_batch_that_cannot_fit_in_memory_warns_before_anything_is_allocated(ml100k, caplog):
+    import psutil
+
+    from recbole_eimf.memory import batch_memory, warn_if_batch_exceeds_memory
+    from recbole_eimf.utils import get_model
+
+    config, _, train, _, _ = ml100k
+    model = get_model("ComiRecSA")(config, train._dataset)
+    # A transformer padded to MAX_ITEM_LIST_LENGTH 5000: the attention scores alone are terabytes.
+    huge = {**config.final_config_dict, "MAX_ITEM_LIST_LENGTH": 5000, "n_layers": 2, "n_heads": 2,
+            "train_batch_size": 4096, "trim_padding": False}
+    terms = batch_memory(huge, n_items=1683, n_params=100_000, batch_size=4096)
+    assert terms["attention scores [B, heads, L, L] x layers"] == 3 * 4096 * 2 * 5000**2 * 2 * 4
+    rss = psutil.Process().memory_info().rss
+    with caplog.at_level("WARNING", logger="recbole_eimf.memory"):
+        assert warn_if_batch_exceeds_memory(huge, model, train)
+    assert psutil.Process().memory_info().rss - rss < 50 * 1024**2  # estimated, not allocated
+    assert "lower `train_batch_size` or `MAX_ITEM_LIST_LENGTH`" in caplog.text
+    assert "sampled_softmax_negatives" in caplog.text
+    # The small settings the tests train with fit; with 1 MiB free they would not.
+    caplog.clear()
+    assert not warn_if_batch_exceeds_memory(config, model, train)
+    assert warn_if_batch_exceeds_memory(config, model, train, available=1024**2)
+
+
+def test_every_run_checks_its_batch_against_the_free_memory_before_training(tmp_path, monkeypatch, caplog):
+    from recbole_eimf import memory
+    from recbole_eimf.quick_start.quick_start import prepare_run
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 1024**2)
+    config = tiny_config(write_dataset(tmp_path / "data", "tiny", interactions([6] * 20)), model="TransMI")
+    with caplog.at_level("WARNING", logger="recbole_eimf.memory"):
+        prepare_run(config)
+    assert "more than the 0.0 GiB free on cpu" in caplog.text

@@ -13,8 +13,9 @@ from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_eimf.checkpoint import check_fingerprint, read_checkpoint, stamp_fingerprint
 from recbole_eimf.config import Config
-from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.data import check_splits, create_dataset, data_preparation
 from recbole_eimf.environment import log_environment
+from recbole_eimf.memory import warn_if_batch_exceeds_memory
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -67,9 +68,11 @@ def prepare_run(config) -> Tuple[object, object, object, object, torch.nn.Module
     logger.info(dataset)
     stamp_fingerprint(config, dataset)  # saved with every checkpoint: see load_data_and_model
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_splits(config, dataset, train_data, valid_data, test_data)  # before EIMF's ESIM needs histories
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
+    warn_if_batch_exceeds_memory(config, model, train_data)
     return dataset, train_data, valid_data, test_data, model
 
 
