@@ -33,6 +33,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
+from recbole_eimf.config_keys import check_config_keys
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
 
@@ -42,7 +43,7 @@ from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned
 PLACEMENT_KEYS = {
     "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
     "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
-    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir",
+    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir", "strict_config",
 }
 
 
@@ -73,6 +74,7 @@ class Config(RecBoleConfig):
             config_file_list=list(config_file_list) if config_file_list else None,
             config_dict=config_dict,
         )
+        check_config_keys(self, config_file_list)  # a misspelt key warns (strict_config: refused)
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
         pass

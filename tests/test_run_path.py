@@ -212,3 +212,59 @@ def test_every_run_checks_its_batch_against_the_free_memory_before_training(tmp_
     with caplog.at_level("WARNING", logger="recbole_eimf.memory"):
         prepare_run(config)
     assert "more than the 0.0 GiB free on cpu" in caplog.text
+
+
+# --- 10: unknown config keys warn with the closest known key; strict_config refuses them ---------
+
+def test_a_misspelt_key_warns_with_the_closest_known_key_wherever_it_is_given(tmp_path, monkeypatch, caplog):
+    from recbole_eimf import config_keys
+    from recbole_eimf.config import Config
+    from recbole_eimf.errors import ConfigError
+
+    monkeypatch.setattr(config_keys, "_warned", set())
+    settings = tmp_path / "mine.yaml"
+    settings.write_text("learning_rat: 0.01\nepochs: 1\n")
+    monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--n_interest=8", "--params_file=x.hyper"])
+    with caplog.at_level("WARNING", logger="recbole_eimf.config_keys"):
+        config = Config(model="ComiRecSA", dataset="ml-100k", config_file_list=[str(settings)],
+                        config_dict={"MAX_ITEM_LIST_LENGHT": 10, "embedding_size": 16})
+    assert config["n_interests"] == 4  # what RecBole does with the typo: nothing
+    text = caplog.text
+    assert "unknown config key `n_interest` (in the command line): did you mean `n_interests`?" in text
+    assert f"unknown config key `learning_rat` (in {settings}): did you mean `learning_rate`?" in text
+    assert "unknown config key `MAX_ITEM_LIST_LENGHT` (in config_dict): did you mean `MAX_ITEM_LIST_LENGTH`?" in text
+    # The run script's own flags, RecBole's keys and the plugin's are all known.
+    assert "params_file" not in text and "embedding_size" not in text and "epochs`" not in text
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_eimf.py", "--n_interest=8", "--strict_config=True"])
+    with pytest.raises(ConfigError, match=r"unknown config key `n_interest` .*did you mean `n_interests`\?"):
+        Config(model="ComiRecSA", dataset="ml-100k")
+
+
+def test_every_shipped_yaml_and_benchmark_variant_loads_without_an_unknown_key_warning(monkeypatch, caplog):
+    import yaml
+
+    from recbole_eimf import config_keys
+    from recbole_eimf.benchmark.runner import build_config
+    from recbole_eimf.utils import model_properties_dir, props_dir
+
+    monkeypatch.setattr(config_keys, "_warned", set())
+    shipped = [*props_dir().rglob("*.yaml"), *model_properties_dir().parent.rglob("*.yaml")]
+    assert len(shipped) > 40
+    with caplog.at_level("WARNING", logger="recbole_eimf.config_keys"):
+        for path in shipped:
+            keys = yaml.safe_load(path.read_text()) or {}
+            assert not [key for key in keys if key not in config_keys.known_keys()], path
+        # The variants as the harness builds them (its own config_dict keys included).
+        for path in sorted((props_dir() / "benchmark").glob("*.yaml")):
+            build_config(path.stem, "ml-100k", 2020, [path], {"epochs": "1"}, Path("ckpt"), {"esim_seed": 2020})
+    assert "unknown config key" not in caplog.text
+
+
+def test_the_harness_refuses_a_misspelt_flag_of_its_own(tmp_path, capsys):
+    for typo, flag in (("--out", "--output_dir"), ("--keep_checkpoint", "--keep_checkpoints")):
+        with pytest.raises(SystemExit) as ended:
+            benchmark_main(["--dataset=ml-100k", "--models=SASRec", "--report_only=True", f"{typo}={tmp_path}"])
+        assert ended.value.code == 2
+        assert f"{typo} is neither a flag of the harness nor a config key: did you mean {flag}?" in capsys.readouterr().err
+    assert not (tmp_path / "runs.jsonl").exists()
