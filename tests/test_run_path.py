@@ -95,7 +95,8 @@ GOOD = interactions([6] * 20)
     (HEADER, r"tiny\.inter: only a header line, no data rows"),
     ("", r"tiny\.inter: the file is empty"),
     ("user_id\titem_id\n" + "u1\ti1\n", r"tiny\.inter, line 1 \(header\): field 'user_id' is not name:type"),
-])
+], ids=["truncated-last-line", "non-numeric-timestamp", "latin-1-bytes", "extra-field", "header-only", "empty",
+        "untyped-header"])
 def test_a_malformed_inter_file_is_named_with_its_line_and_field(tmp_path, inter, message):
     from recbole_eimf.data import create_dataset
 
