@@ -99,7 +99,10 @@ def check_atomic_file(
         if len(row) != len(fields):
             _wrong_width(path, reader.line_num, row, fields)
         for i, name, ftype in floats:
-            _check_number(path, reader.line_num, name, row[i], seq_separator if ftype == "float_seq" else None)
+            try:
+                float(row[i])  # the common case, without a call per value
+            except ValueError:  # an empty value, a sequence or a non-number: look closer
+                _check_number(path, reader.line_num, name, row[i], seq_separator if ftype == "float_seq" else None)
     if rows == 0:
         raise DataError(f"{path}: only a header line, no data rows")
     return rows
