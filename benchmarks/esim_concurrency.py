@@ -19,6 +19,8 @@ from pathlib import Path
 
 import recbole_eimf  # noqa: F401  (compat shims before RecBole)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback server is test support
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -34,7 +36,7 @@ def main() -> None:
     from recbole_eimf.config import Config
     from recbole_eimf.data import create_dataset
     from recbole_eimf.esim import EsimSettings, run_esim
-    from recbole_eimf.esim.loopback import LoopbackLLMServer
+    from support.loopback import LoopbackLLMServer
 
     config_dict = {"show_progress": False, "state": "WARNING"}
     if args.data_path:

@@ -1,6 +1,6 @@
 """ESIM wall time per stage, and the share of users sent to the LLM (default: amazon-beauty).
 
-    python benchmarks/esim_stages.py --dataset=amazon-beauty --data_path=../shared/data \\
+    python benchmarks/esim_stages.py --dataset=amazon-beauty \\
         --encoders=sentence-transformers,tfidf
 
 For each text encoder: a cold run (empty cache) with the ``extractive`` backend, then a warm run
@@ -40,7 +40,7 @@ def load(dataset: str, data_path: str | None):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default="../shared/data")
+    parser.add_argument("--data_path", default="dataset/")
     parser.add_argument("--encoders", default="sentence-transformers,tfidf")
     parser.add_argument("--n_clusters", type=int, default=20)
     parser.add_argument("--users_per_cluster", type=int, default=10)

@@ -1,6 +1,6 @@
 """Training and full-sort inference speed of several models, measured in one process.
 
-    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+    python benchmarks/train_speed.py --dataset=amazon-beauty \
         --models=SASRec,ComiRecSA,ComiRecDR,MIND,TransMI --batches=10 --rounds=3 --anomaly
 
 Every model trains on the same first ``--batches`` training batches; models take turns round by
@@ -11,7 +11,7 @@ importing RecBole's SINE leaves switched on without recbole_eimf.compat). Any ot
 ``--key=value`` is a config override for every model (e.g. ``--text_encoder=tfidf`` for EIMF's
 ESIM step). A model may carry its own overrides after ``@``, so one run compares a setting:
 
-    python benchmarks/train_speed.py --dataset=amazon-beauty --data_path=../shared/data \
+    python benchmarks/train_speed.py --dataset=amazon-beauty \
         --models=ComiRecSA@trim_padding=False,ComiRecSA --batches=6 --rounds=3
 
 Prints a markdown table. ``--profile=N`` then prints, per model, the N operators that took the
@@ -31,7 +31,7 @@ import recbole_eimf  # noqa: F401  (compat: anomaly detection off)
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.environment import describe_environment, run_environment
-from recbole_eimf.utils import get_model
+from recbole_eimf.quick_start import build_model
 
 
 def train_seconds(model, optimizer, batches, anomaly: bool) -> float:
@@ -95,7 +95,7 @@ def main() -> None:
         device = config["device"]
         batches = [b.to(device) for _, b in zip(range(args.batches), train)]
         tests = [b[0].to(device) for _, b in zip(range(max(1, args.batches // 5)), test)]
-        model = get_model(name)(config, train._dataset).to(device)
+        model = build_model(config, train._dataset)  # after the model's pipeline stages (EIMF: ESIM)
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
         train_seconds(model, optimizer, batches[:1], anomaly=False)  # warm-up
         setups[spec] = (model, optimizer, batches, tests, len(train))

@@ -11,7 +11,7 @@ skips finished variants. ``props/benchmark/<Model>.yaml`` (and its ``<dataset>/`
 they exist, apply to every variant. The script then reads the harness's ``results.json`` and
 writes ``<output_dir>/training_options.md`` (and ``.json``): test Recall@20 and NDCG@20 of the
 best-validation checkpoint, and training seconds per epoch. Any other ``--key=value`` is a config
-override for every variant (e.g. ``--data_path=../shared/data --gpu_id=0``).
+override for every variant (e.g. ``--gpu_id=0``).
 
 Variants (values are options of this script):
 

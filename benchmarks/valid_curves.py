@@ -6,7 +6,7 @@
 Each variant (``;``-separated, each a ``,``-separated list of ``key=value``; empty: the defaults)
 trains from the same seed on the same data, in the same batch order, for ``--epochs`` epochs with no early stop, and the
 curve is printed as a markdown table. Other ``--key=value`` options apply to every variant (e.g.
-``--data_path=../shared/data --MAX_ITEM_LIST_LENGTH=10``). ``Pop`` is always measured as a floor.
+``--MAX_ITEM_LIST_LENGTH=10``). ``Pop`` is always measured as a floor.
 Used for the MIND section of docs/BENCHMARKS.md.
 """
 
@@ -22,7 +22,8 @@ from recbole.utils import init_seed
 
 from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
-from recbole_eimf.utils import get_model, get_trainer
+from recbole_eimf.quick_start import build_model
+from recbole_eimf.utils import get_trainer
 
 
 def _pairs(text: str) -> Dict[str, object]:
@@ -56,7 +57,7 @@ def main() -> None:
         cfg = Config(model=model_name, dataset=args.dataset, config_dict={**common, **overrides})
         init_seed(cfg["seed"], cfg["reproducibility"])
         train.generator.set_state(shuffle_state)
-        model = get_model(model_name)(cfg, train._dataset).to(cfg["device"])
+        model = build_model(cfg, train._dataset)  # after the model's pipeline stages (EIMF: ESIM)
         trainer = get_trainer(cfg["MODEL_TYPE"], model_name)(cfg, model)
         rows = []
         for epoch in range(epochs):

@@ -3,11 +3,13 @@
 Load order (later wins), identical to RecBole's own for everything RecBole loads:
 
 1. RecBole internals: ``overall.yaml``, the RecBole model yaml, its dataset yaml, quick-start yaml;
-2. the plugin's internals: ``props/overall.yaml`` (this project's evaluation protocol),
-   ``recbole_eimf/properties/esim.yaml`` (ESIM preprocessing defaults, used by any model that
-   asks for semantic targets), the yaml of the model's ``backbone`` if it wraps one (EIMF),
-   the plugin model's yaml (``recbole_eimf/properties/model/<Model>.yaml``),
-   ``props/dataset/<dataset>.yaml``, then the **tuned defaults** of the model on that dataset:
+2. the plugin's internals, all under ``recbole_eimf/properties/``: ``overall.yaml`` (this
+   project's evaluation protocol), ``<stage>.yaml`` for each pipeline stage the model class
+   declares in ``PIPELINE_STAGES`` (``esim.yaml`` for EIMF; other models carry no ESIM keys),
+   the yaml of the model's ``backbone`` if it wraps one (EIMF), the plugin model's yaml
+   (``model/<Model>.yaml``, after those of the plugin base classes it extends, e.g.
+   ``model/MultiInterestRecommender.yaml``), ``dataset/<dataset>.yaml``; then the **tuned
+   defaults** of the model on that dataset:
    ``props/tuned/<dataset>/<Model>.yaml`` (any model, RecBole's included), or for a model that
    wraps a backbone (EIMF) the backbone's ``<Backbone>.yaml`` then ``EIMF-<Backbone>.yaml``.
    These are written by the tuner (``--params_file=... --tuned_dir=props/tuned``), next to the
@@ -35,7 +37,8 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_eimf.config_keys import check_config_keys
 from recbole_eimf.errors import ConfigError
-from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
+from recbole_eimf.secrets import check_config as check_config_secrets
+from recbole_eimf.utils import get_model, model_properties_dir, properties_dir, tuned_dir, tuned_name
 
 
 # Keys that say where or how visibly a run happens, not what it computes: a rerun of a benchmark or
@@ -74,6 +77,7 @@ class Config(RecBoleConfig):
             config_file_list=list(config_file_list) if config_file_list else None,
             config_dict=config_dict,
         )
+        check_config_secrets(self.final_config_dict)  # before anything logs or records the config
         check_config_keys(self, config_file_list)  # a misspelt key warns (strict_config: refused)
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
@@ -107,17 +111,16 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         # Progress bars by default only where a person watches (RecBole's default is always on).
         self.internal_config_dict["show_progress"] = sys.stderr.isatty()
-        dataset_file = props_dir() / "dataset" / f"{dataset}.yaml"
-        model_file = model_properties_dir() / f"{model}.yaml"
-        backbone = self._backbone(model_file)
-        backbone_file = model_properties_dir() / f"{backbone}.yaml" if backbone else None
+        dataset_file = properties_dir() / "dataset" / f"{dataset}.yaml"
+        backbone = self._backbone(model_properties_dir() / f"{model}.yaml")
         tuned = [tuned_dir() / dataset / f"{name}.yaml" for name in self._tuned_names(model, backbone) if name]
         tuned = [path for path in tuned if path.is_file()]
+        stages = [properties_dir() / f"{stage}.yaml" for stage in getattr(model_class, "PIPELINE_STAGES", ())]
         candidates = (
-            props_dir() / "overall.yaml",
-            model_properties_dir().parent / "esim.yaml",
-            backbone_file,
-            model_file,
+            properties_dir() / "overall.yaml",
+            *stages,
+            *(self._class_files(self._backbone_class(backbone)) if backbone else ()),
+            *self._class_files(model_class),
             dataset_file,
         )
         defaults = [path for path in candidates if path is not None and path.is_file()]
@@ -129,6 +132,20 @@ class Config(RecBoleConfig):
         # them): logged with the config.
         self.internal_config_dict["plugin_defaults_files"] = [str(path) for path in defaults]
         self.internal_config_dict["tuned_defaults_files"] = [str(path) for path in tuned]
+
+    @staticmethod
+    def _backbone_class(backbone: str) -> type:
+        try:
+            return get_model(backbone)
+        except ConfigError:
+            raise ConfigError(f"`backbone` [{backbone}] is not a model of the plugin or of RecBole") from None
+
+    @staticmethod
+    def _class_files(model_class: type) -> list:
+        """The yaml of a model class and of each plugin base class it extends, base first
+        (``MultiInterestRecommender.yaml`` holds what every backbone shares)."""
+        names = [cls.__name__ for cls in reversed(model_class.__mro__)]
+        return [model_properties_dir() / f"{name}.yaml" for name in names]
 
     def _tuned_names(self, model: str, backbone: Optional[str]) -> tuple:
         """Whose tuned defaults load, by ``tuned_defaults``: ``True`` (the default) the backbone's

@@ -31,10 +31,7 @@ from recbole_eimf.errors import ConfigError
 from recbole_eimf.utils import props_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SCRIPT_KEYS = frozenset({
-    "model", "dataset", "config_files", "params_file", "algo", "max_evals", "tuned_dir", "output_dir",
-    "jobs", "seeds", "stage", "dry_run", "strict_config",
-})
+PLUGIN_KEYS = frozenset({"strict_config"})  # read here, through config["strict_config"] below
 _CONFIG_READ = re.compile(r"""config(?:_dict)?(?:\[|\.get\()\s*["'](\w+)["']""")  # config["k"], config_dict.get("k"
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.M)  # a yaml mapping's keys, without parsing it
 _warned: set = set()
@@ -58,7 +55,10 @@ def _hyper_keys(path: Path) -> Iterable[str]:
 @functools.lru_cache(maxsize=1)
 def known_keys() -> FrozenSet[str]:
     """Every key RecBole or the plugin reads or ships (see the module's docstring); cached."""
-    keys = set(SCRIPT_KEYS)
+    from recbole_eimf.quick_start.cli import build_parser  # here: cli imports the Config
+
+    keys = set(PLUGIN_KEYS)
+    keys.update(action.dest for action in build_parser()._actions if action.option_strings)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
     recbole_dir = Path(recbole.__file__).resolve().parent

@@ -58,20 +58,25 @@ def get_model(model_name: str) -> Type:
 
 
 def get_trainer(model_type, model_name: str) -> Type:
-    """Return the trainer class for a model: a plugin trainer named ``<model>Trainer`` or RecBole's."""
-    if importlib.util.find_spec("recbole_eimf.trainer") is not None:
-        module = importlib.import_module("recbole_eimf.trainer")
-        if hasattr(module, model_name + "Trainer"):
-            return getattr(module, model_name + "Trainer")
-    return recbole_get_trainer(model_type, model_name)
+    """RecBole's trainer for a model, logging the model's loss parts by name
+    (:mod:`recbole_eimf.trainer`)."""
+    from recbole_eimf.trainer import with_named_losses
+
+    return with_named_losses(recbole_get_trainer(model_type, model_name))
+
+
+def properties_dir() -> Path:
+    """The defaults the package ships (RecBole-GNN's layout): ``overall.yaml`` (the evaluation
+    protocol), ``model/<Model>.yaml``, ``dataset/<dataset>.yaml`` and one yaml per pipeline stage."""
+    return Path(__file__).resolve().parent / "properties"
 
 
 def props_dir() -> Path:
-    """The folder holding the plugin's experiment defaults: ``props/`` beside the package in a
-    checkout (a plain clone or an editable install), else the copy a wheel ships inside it."""
+    """The experiment inputs (search spaces, tuned defaults, benchmark variants): ``props/``
+    beside the package in a checkout (a clone or an editable install), else the copy a wheel ships."""
     package = Path(__file__).resolve().parent
     for candidate in (package.parent / "props", package / "props"):
-        if (candidate / "overall.yaml").is_file():
+        if (candidate / "benchmark").is_dir():
             return candidate
     return Path(str(importlib.resources.files("recbole_eimf.props")))
 
@@ -89,7 +94,7 @@ def tuned_name(model: str, backbone: Optional[str] = None) -> str:
 
 def model_properties_dir() -> Path:
     """The folder holding the per-model default yaml files of the plugin's models."""
-    return Path(__file__).resolve().parent / "properties" / "model"
+    return properties_dir() / "model"
 
 
 _UNSET = "<unset>"

@@ -321,7 +321,7 @@ def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdi
     assert record["params"] > 0
 
     tuned_file.write_text("n_interests: 3\n")  # a new search replaced the defaults
-    with pytest.raises(BenchmarkSetupError, match=r"tuned defaults \(props/tuned\) differ"):
+    with pytest.raises(BenchmarkSetupError, match=r"n_interests: 2 -> 3"):
         run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
     tuned_file.write_text("n_interests: 2\n")
 
@@ -338,23 +338,20 @@ def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdi
     model_yaml = properties / "model" / "ComiRecSA.yaml"
     shipped = model_yaml.read_text()
     model_yaml.write_text(shipped.replace("train_readout: 'target'", "train_readout: 'max'"))
-    with pytest.raises(BenchmarkSetupError, match=r"plugin defaults changed \(train_readout: target -> max\)"):
+    with pytest.raises(BenchmarkSetupError, match=r"train_readout: target -> max"):
         run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
-    # Runs recorded before the defaults were kept by value are compared on the files' contents...
+    model_yaml.write_text(shipped)
+    # Runs an earlier harness recorded (settings kept by file digest) are named as stale...
     legacy = json.loads(json.dumps(record))
-    legacy["settings"].pop("defaults")
+    legacy["settings"] = {"dataset": "ml-100k", "overrides": {}, "config_sha256": []}
     (out / "runs.jsonl").write_text(json.dumps(legacy) + "\n")
-    with pytest.raises(BenchmarkSetupError, match=r"plugin's default yaml .* differ"):
+    with pytest.raises(BenchmarkSetupError, match=r"ComiRecSA seed 2020: recorded by an earlier harness"):
         run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
     # ... but a report over them is still written, with a warning that names them.
     with caplog.at_level(logging.WARNING):
         summary = run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL, report_only=True)
     assert [row["model"] for row in summary.rows] == ["ComiRecSA"]
     assert "made with other settings" in caplog.text and "ComiRecSA seed 2020" in caplog.text
-    # Runs recorded before the defaults were hashed at all still resume.
-    legacy["settings"].pop("defaults_sha256")
-    (out / "runs.jsonl").write_text(json.dumps(legacy) + "\n")
-    run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
 
 
 def test_a_key_added_to_the_defaults_with_its_fallback_keeps_earlier_runs(workdir, monkeypatch):
@@ -376,8 +373,8 @@ def test_a_key_added_to_the_defaults_with_its_fallback_keeps_earlier_runs(workdi
     out = workdir / "bench"
     run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)
     (record,) = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert "train_readout" not in record["settings"]["defaults"]
-    assert record["settings"]["defaults"]["n_interests"] == 4
+    assert "train_readout" not in record["settings"]
+    assert record["settings"]["n_interests"] == 4 and "seed" not in record["settings"]
 
     model_yaml.write_text(shipped)  # the key arrives, with the behaviour from before
     monkeypatch.setattr(runner_module, "run_one", _no_training)
@@ -416,7 +413,7 @@ def test_config_priority_shared_then_model_files_then_overrides(workdir):
 def test_shipped_feature_model_overrides_name_loaded_fields():
     import yaml
 
-    from recbole_eimf.utils import props_dir
+    from recbole_eimf.utils import properties_dir, props_dir
 
     folder = props_dir() / "benchmark"
     for model in ("SASRecF", "GRU4RecF"):
@@ -425,7 +422,7 @@ def test_shipped_feature_model_overrides_name_loaded_fields():
         assert generic["selected_features"] == ["categories"]  # amazon-beauty / amazon-books load it
         assert ml100k["selected_features"] == ["class"]
     for dataset, field in (("amazon-beauty", "categories"), ("ml-100k", "class")):
-        load_col = yaml.safe_load((props_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
+        load_col = yaml.safe_load((properties_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
         assert field in load_col["item"]
 
 
@@ -488,8 +485,8 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
     # The ESIM seed a run used is recorded for EIMF (the folder's first seed by default) and not
     # for a model without ESIM, so that seed 2021 added later with --esim_seed=2020 is the run
     # that seeds 2020,2021 make by default, and ComiRecDR's runs ignore the key.
-    assert runs[("EIMF-DR", 2021)]["settings"]["overrides"]["esim_seed"] == 2020
-    assert "esim_seed" not in runs[("ComiRecDR", 2021)]["settings"]["overrides"]
+    assert runs[("EIMF-DR", 2021)]["settings"]["esim_seed"] == 2020
+    assert "esim_seed" not in runs[("ComiRecDR", 2021)]["settings"]
     monkeypatch.setattr(runner_module, "run_one", _no_training)
     for extra in ({"esim_seed": 2020}, {"esim_seed": "2020"}):
         summary = run_benchmark(
@@ -505,16 +502,6 @@ def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdi
             model_config_dir=model_dir,
         )
     assert "ComiRecDR seed" not in str(err.value)
-    # Records written before the harness kept the ESIM seed ran with their folder's default.
-    legacy = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    for record in legacy:
-        record["settings"]["overrides"].pop("esim_seed", None)
-    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
-    summary = run_benchmark(
-        "ml-100k", ["ComiRecDR", "EIMF-DR"], seeds=[2020, 2021], output_dir=out, overrides=overrides,
-        model_config_dir=model_dir,
-    )
-    assert len(summary.skipped) == 4 and not summary.trained
 
 
 def test_variant_naming_an_unknown_model_fails_before_training(workdir, monkeypatch):
@@ -666,20 +653,24 @@ def test_config_fallbacks_name_shipped_keys_and_merge_the_backbones():
     apply), and a wrapper's fallbacks include its backbone's."""
     import yaml
 
-    from recbole_eimf.benchmark.runner import model_fallbacks
+    from recbole_eimf.config import Config
+    from recbole_eimf.experiments import config_fallbacks
     from recbole_eimf.utils import model_properties_dir
 
-    for model in ("ComiRecSA", "ComiRecDR", "MIND", "TransMI", "EIMF"):
+    def fallbacks(model, **keys):
+        return config_fallbacks(Config(model=model, dataset="ml-100k", config_dict=keys))
+
+    for model in ("ComiRecSA", "ComiRecDR", "MIND", "TransMI"):
         shipped = yaml.safe_load((model_properties_dir() / f"{model}.yaml").read_text())
-        own = model_fallbacks(model)
+        own = fallbacks(model)
         assert own, model
         ignored = {"embedding_dropout"} if model == "TransMI" else set()  # it warns and uses hidden_dropout_prob
-        if model != "EIMF":
-            assert set(own) - ignored <= set(shipped), (model, set(own) - set(shipped))
-    eimf = model_fallbacks("EIMF", "MIND")
+        assert set(own) - ignored <= set(shipped), (model, set(own) - set(shipped))
+    eimf = fallbacks("EIMF", backbone="MIND")
     assert eimf["ma_contrast"] is True and eimf["train_readout"] == "target"
-    assert set(model_fallbacks("EIMF")) <= set(yaml.safe_load((model_properties_dir() / "EIMF.yaml").read_text()))
-    assert model_fallbacks("SASRec") == {}
+    eimf_keys = set(yaml.safe_load((model_properties_dir() / "EIMF.yaml").read_text()))
+    assert {"ma_contrast", "aux_decay_epochs", "aux_interests"} <= eimf_keys
+    assert fallbacks("SASRec") == {}
 
 
 def test_esim_only_builds_the_targets_that_runs_then_read_without_their_text_encoder(workdir, monkeypatch, capsys):

@@ -27,6 +27,14 @@ def parse_table(stdout: str) -> dict:
     return {name: (float(v), float(t)) for name, v, t in rows}
 
 
+def test_help_shows_defaults_examples_and_the_override_rule(tmp_path):
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(default: EIMF)" in proc.stdout and "(default: ml-100k)" in proc.stdout
+    assert "examples:" in proc.stdout and "--stage=esim" in proc.stdout
+    assert "Any other --key=value is a config override" in proc.stdout
+
+
 def test_cli_trains_tests_and_prints_a_table_then_the_checkpoint_reloads(tmp_path):
     proc = run_cli(
         "--model=ComiRecDR", "--dataset=ml-100k", "--epochs=1",

@@ -47,3 +47,33 @@ def test_nothing_in_the_plugin_imports_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_plugin_loads_neither_torch_nor_recbole():
+    # Every worker process and `import recbole_eimf.jsonl` pay for this import: the shims wait
+    # for RecBole's own import instead of importing its model zoo and trainer up front.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recbole_eimf, recbole_eimf.jsonl; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'recbole', 'pandas', 'sklearn'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_shims_hold_when_recbole_was_imported_first():
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, recbole.model.sequential_recommender, recbole.trainer.trainer as t; "
+        "assert torch.is_anomaly_enabled(); "  # what RecBole's SINE does on its own
+        "import recbole_eimf; "
+        "print(torch.is_anomaly_enabled(), type(t.torch).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False _TrustedTorch"

@@ -8,7 +8,7 @@ import pytest
 from recbole_eimf.config import Config
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.sequential_recommender import MIND, ComiRecDR, ComiRecSA
-from recbole_eimf.utils import get_model, plugin_model_names, props_dir
+from recbole_eimf.utils import get_model, plugin_model_names, properties_dir
 
 
 def test_plugin_models_resolve_with_their_own_defaults():
@@ -36,11 +36,21 @@ def test_recbole_models_resolve_and_get_the_project_protocol():
 def test_dataset_props_load_item_text_fields():
     ml = Config(model="ComiRecSA", dataset="ml-100k")
     assert ml["load_col"]["item"] == ["item_id", "movie_title", "class"]
-    beauty = Config(model="ComiRecSA", dataset="amazon-beauty", config_dict={"data_path": "../shared/data"})
+    beauty = Config(model="ComiRecSA", dataset="amazon-beauty", config_dict={"data_path": str(Path(__file__).resolve().parents[1] / "dataset")})
     assert beauty["load_col"]["item"] == ["item_id", "title", "categories", "brand"]
     books = Config(model="ComiRecSA", dataset="amazon-books")
     assert books["user_inter_num_interval"] == "[10,inf)"
-    assert (props_dir() / "overall.yaml").is_file()
+    assert (properties_dir() / "overall.yaml").is_file()
+
+
+def test_stage_defaults_load_only_for_models_that_declare_the_stage():
+    # ESIM's keys belong to the models that train on its targets: SASRec's config carries none,
+    # so an ESIM default changed later leaves every other model's settings as they were.
+    eimf = Config(model="EIMF", dataset="ml-100k")
+    assert eimf["llm_backend"] is not None and eimf["n_clusters"] is not None
+    sasrec = Config(model="SASRec", dataset="ml-100k")
+    assert sasrec["llm_backend"] is None and sasrec["n_clusters"] is None
+    assert not any(path.endswith("esim.yaml") for path in sasrec["plugin_defaults_files"])
 
 
 def test_user_file_then_dict_then_command_line_override_plugin_defaults(tmp_path, monkeypatch):
@@ -104,14 +114,15 @@ def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_pat
     other = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
     assert (other["n_interests"], other["sp_weight"]) == (4, 0.5) and other["tuned_defaults_files"] == []
     # the plugin's own yaml it loaded, in load order (the benchmark hashes them)
-    from recbole_eimf.utils import model_properties_dir, props_dir
+    from recbole_eimf.utils import model_properties_dir
 
     assert [Path(p) for p in other["plugin_defaults_files"]] == [
-        props_dir() / "overall.yaml",
-        model_properties_dir().parent / "esim.yaml",
+        properties_dir() / "overall.yaml",
+        properties_dir() / "esim.yaml",
+        model_properties_dir() / "MultiInterestRecommender.yaml",
         model_properties_dir() / "MIND.yaml",
         model_properties_dir() / "EIMF.yaml",
-        props_dir() / "dataset" / "ml-100k.yaml",
+        properties_dir() / "dataset" / "ml-100k.yaml",
     ]
 
     assert Config(model="ComiRecSA", dataset="ml-100k", config_dict={"n_interests": 5})["n_interests"] == 5

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from recbole_eimf.config import Config
-from recbole_eimf.utils import get_model
+from recbole_eimf.quick_start import build_model
 
 from conftest import SMALL
 from test_eimf import esim_settings
@@ -133,7 +133,7 @@ CASES = {
     "MIND": ("MIND", {}),
     "EIMF-TransMI": ("EIMF", {"backbone": "TransMI"}),
     "EIMF-ComiRecDR": ("EIMF", {"backbone": "ComiRecDR"}),
-    "EIMF-reloaded": ("EIMF", {"backbone": "MIND"}),  # semantic_dim known: targets load in training
+    "EIMF-MIND": ("EIMF", {"backbone": "MIND"}),
     "TransMI-options": ("TransMI", {"sampled_softmax_negatives": 64, "logq_correction": True,
                                     "logq_correct_positive": True, "hard_negative_beta": 1.0,
                                     "routing_reg_weight": 1.0, "train_readout": "target",
@@ -167,10 +167,7 @@ def test_training_step_and_scoring_stay_on_the_device(case, ml100k, batch, esim_
     name, extra = CASES[case]
     config = Config(model=name, dataset="ml-100k",
                     config_dict={**SMALL, **esim_settings(esim_cache), **extra})
-    model = get_model(name)(config, ml100k[2]._dataset)  # on the CPU, as RecBole builds it
-    if case == "EIMF-reloaded":  # the first build set semantic_dim, as a checkpoint's config has it
-        model = get_model(name)(config, ml100k[2]._dataset)
-        assert model._targets is None
+    model = build_model(config, ml100k[2]._dataset)  # on the CPU, its stage outputs too, as a run builds it
     with emulated_cuda():
         model.to(CUDA)
         on_device = batch.to(CUDA)

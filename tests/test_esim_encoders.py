@@ -56,7 +56,7 @@ def test_minilm_loads_offline_from_the_packaged_files(monkeypatch):
 
 def test_openai_embeddings_through_a_loopback_server(monkeypatch):
     pytest.importorskip("openai")
-    from recbole_eimf.esim.loopback import LoopbackLLMServer
+    from support.loopback import LoopbackLLMServer
 
     monkeypatch.setenv("ESIM_TEST_EMBED_KEY", "sk-embed")
     with LoopbackLLMServer(embedding_dim=24) as server:

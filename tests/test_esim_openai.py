@@ -18,7 +18,7 @@ from recbole_eimf.esim import EsimSettings, LLMFatalError, run_esim
 from recbole_eimf.esim.backends.openai_compat import OpenAIBackend
 from recbole_eimf.esim.cache import AnswerCache
 from recbole_eimf.esim.extraction import extract_interests
-from recbole_eimf.esim.loopback import LoopbackLLMServer, Reply
+from support.loopback import LoopbackLLMServer, Reply
 from recbole_eimf.esim.prompts import Prompt, prompt_key
 
 pytest.importorskip("openai")
@@ -97,7 +97,7 @@ def test_json_in_prose_or_code_fences_is_recovered(key, tmp_path):
 
 
 def test_garbage_gets_one_repair_then_is_recorded_as_failed_and_never_invented(key, tmp_path):
-    with LoopbackLLMServer(responder=lambda r: Reply(content="I'd rather talk about the weather.")) as server:
+    with LoopbackLLMServer(responder=lambda r: Reply.garbage()) as server:
         answers, stats = ask(server, tmp_path, n=2)
         assert len(server.requests) == 4                     # each prompt once, plus one repair each
         repairs = [r for r in server.requests if "could not be read" in r.user_message]
@@ -106,8 +106,45 @@ def test_garbage_gets_one_repair_then_is_recorded_as_failed_and_never_invented(k
         for answer in answers.values():
             assert answer.status == "failed" and answer.interests == []
             assert "unreadable answer" in answer.error and len(answer.raw_answers) == 2
-        _, again = ask(server, tmp_path, n=2)                # both answers were cached: no new request
-        assert len(server.requests) == 4 and again.failed_parse == 2
+
+
+def by_movie(replies):
+    """A responder answering the prompt of ``Movie <u>`` with ``replies[u]`` (default: valid JSON)."""
+    def respond(request):
+        for uid, reply in replies.items():
+            if f"Movie {uid} " in request.user_message:
+                return reply
+        return Reply(content=VALID)
+
+    return respond
+
+
+def test_unreadable_answers_are_not_cached_and_a_fixed_endpoint_answers_them_on_the_rerun(key, tmp_path):
+    faults = {1: Reply.garbage(), 2: Reply.empty(), 3: Reply.null_content(), 4: Reply.html()}
+    with LoopbackLLMServer(responder=by_movie(faults)) as server:
+        answers, stats = ask(server, tmp_path, n=5, max_retries=1)
+        assert [answers[u].status for u in range(1, 6)] == ["failed"] * 4 + ["ok"]
+        assert stats.failed_parse == 3 and stats.failed_requests == 1          # the HTML page: a malformed body
+        assert "malformed body" in answers[4].error and stats.retries == 1       # retried like a 5xx
+        cache = AnswerCache(tmp_path / "answers.jsonl")
+        assert len(cache) == 1 and all(r["answer"] for r in cache._answers.values())   # no "" stored
+        assert len(cache.failures_path.read_text().splitlines()) == 4              # recorded apart
+        server.responder = by_movie({})                                            # the endpoint is fixed
+        n_before = len(server.chat_requests())
+        again_answers, again = ask(server, tmp_path, n=5)
+        asked = server.chat_requests()[n_before:]
+    assert sorted(r.user_message.split("Movie ")[1][0] for r in asked) == ["1", "2", "3", "4"]  # once each
+    assert again.cache_hits == 1 and again.calls == 4 and again.ok == 5 and again.new_answers == 4
+    assert len(AnswerCache(tmp_path / "answers.jsonl")) == 5
+
+
+def test_an_unreadable_answer_in_an_old_cache_is_asked_again(key, tmp_path):
+    llm = prompts(1)[0]
+    cache = AnswerCache(tmp_path / "answers.jsonl")
+    cache.put(prompt_key(llm.as_messages(), "fake-model", {"temperature": 0.0, "max_tokens": 512}), "fake-model", "")
+    with LoopbackLLMServer(responder=lambda r: Reply(content=VALID)) as server:
+        answers, stats = ask(server, tmp_path, n=1)
+        assert len(server.chat_requests()) == 1 and stats.cache_hits == 0 and answers[1].status == "ok"
 
 
 def test_empty_answer_repair_then_counted_as_failed_or_repaired(key, tmp_path):

@@ -147,7 +147,7 @@ def test_behavior_profiles_and_a_custom_template_change_the_result(ml100k, tmp_p
 
 
 def test_dry_run_reports_without_any_request(ml100k, tmp_path, monkeypatch):
-    from recbole_eimf.esim.loopback import LoopbackLLMServer
+    from support.loopback import LoopbackLLMServer
 
     config, _, train, _, _ = ml100k
     monkeypatch.setenv("ESIM_TEST_KEY", "sk-test-dry-run")

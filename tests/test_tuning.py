@@ -73,7 +73,7 @@ def test_a_search_that_wrote_tuned_defaults_starts_again_from_the_model_defaults
     first = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
                       tuned_dir=str(tuned_dir))
     header = json.loads((out / "trials.jsonl").read_text().splitlines()[0])
-    assert header["search"]["settings"]["learning_rate"] == 0.001  # the model's own, not the old winner's
+    assert header["header"]["settings"]["learning_rate"] == 0.001  # the model's own, not the old winner's
     assert "learning_rate" not in yaml.safe_load((tuned_dir / "ml-100k" / "ComiRecSA.yaml").read_text())
 
     again = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict=settings, output_dir=str(out),
@@ -178,7 +178,7 @@ def test_a_search_started_again_reuses_its_finished_trials_and_refuses_another_s
     out = tmp_path / "out"
     first = run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 1}, output_dir=str(out))
     lines = (out / "trials.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and "search" in json.loads(lines[0])
+    assert len(lines) == 3 and "header" in json.loads(lines[0])
     assert [json.loads(line)["params"] for line in lines[1:]] == [t["params"] for t in first["trials"]]
 
     # Killed after its first trial: the second's record never written, the first's whole.
@@ -201,7 +201,7 @@ def test_a_search_started_again_reuses_its_finished_trials_and_refuses_another_s
         assert len(list(csv.DictReader(f))) == 2
 
     # More epochs is another search: its trials would not be comparable with these.
-    with pytest.raises(ConfigError, match=r"trials.jsonl holds the trials of another search \(epochs: 1 -> 2\)"):
+    with pytest.raises(ConfigError, match=r"trials.jsonl holds the runs of another experiment \(epochs: 1 -> 2\)"):
         run_hyper("ComiRecSA", "ml-100k", str(params), config_dict={**SMALL, "epochs": 2}, output_dir=str(out))
     assert trained == [first["trials"][1]["params"]["n_interests"]]
 
@@ -236,7 +236,7 @@ def test_every_search_space_the_docs_name_is_in_the_repository():
     from recbole_eimf.quick_start.tuning import space_size
 
     root = Path(__file__).resolve().parents[1]
-    sources = [root / "README.md", root / "run_recbole_eimf.py", *root.glob("docs/*.md"),
+    sources = [root / "README.md", root / "run_recbole_eimf.py", root / "recbole_eimf/quick_start/cli.py", *root.glob("docs/*.md"),
                *root.glob("benchmarks/**/*.md"), *root.glob("benchmarks/**/*.sh"), *root.glob("props/**/*.md")]
     named = {m for f in sources for m in re.findall(r"props/hyper/[\w.-]+\.hyper", f.read_text(encoding="utf-8"))}
     assert "props/hyper/eimf-transmi.hyper" in named
@@ -294,7 +294,7 @@ def test_trials_on_several_seeds_are_scored_by_their_mean_and_resume_by_seed_lis
                       jobs=4, seeds=[2021, 2022])
     assert (out / "trials.jsonl").read_text() == recorded
     assert [t["best_valid_score"] for t in again["trials"]] == [t["best_valid_score"] for t in tuned["trials"]]
-    with pytest.raises(ConfigError, match=r"another search \(seeds: \[2021, 2022\] -> \[2021, 2020\]"):
+    with pytest.raises(ConfigError, match=r"another experiment \(seeds: \[2021, 2022\] -> \[2021, 2020\]"):
         run_hyper("EIMF", "ml-100k", str(params), config_dict=settings, output_dir=str(out), seeds=[2021, 2020])
     with pytest.raises(ConfigError, match="seed is set beside seeds"):
         run_hyper("EIMF", "ml-100k", str(params), config_dict={**settings, "seed": 7}, seeds=[2021, 2022])

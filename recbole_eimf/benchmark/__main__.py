@@ -4,7 +4,7 @@
         --models=ComiRecSA,ComiRecDR,MIND,SASRec,GRU4Rec,SINE,BERT4Rec,SASRecF --seeds=2020,2021,2022
 
 Every other ``--key=value`` is a RecBole config override applied to every model (e.g.
-``--epochs=1 --data_path=../shared/data --gpu_id=0``). ``--config_files="a.yaml b.yaml"`` applies
+``--epochs=1 --gpu_id=0``). ``--config_files="a.yaml b.yaml"`` applies
 yaml files to every model; ``props/benchmark/<Model>.yaml`` and
 ``props/benchmark/<dataset>/<Model>.yaml`` apply to that model only. Results go to
 ``--output_dir`` (default ``benchmark_results/<dataset>``); rerunning the same command skips the

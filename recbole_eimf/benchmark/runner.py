@@ -1,8 +1,8 @@
 """Train and test several models over several seeds under one protocol, resumably.
 
-Every run is built the way :func:`recbole_eimf.quick_start.run_recbole_eimf` builds one (Config
--> init_seed -> logging -> :func:`recbole_eimf.quick_start.prepare_run` -> fit -> evaluate the
-best checkpoint on the test split); the trainer is instrumented
+Every run is built and trained the way :func:`recbole_eimf.quick_start.run_recbole_eimf` does it
+(Config -> ``start_run`` -> ``prepare_run``, pipeline stages included -> ``train_and_test``: fit,
+then evaluate the best checkpoint on the test split); the trainer is instrumented
 (:mod:`recbole_eimf.benchmark.instrument`) for epoch times and validation curves. Each finished
 run is appended to ``<output_dir>/runs.jsonl``; a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
-import hashlib
-import json
 import logging
 import shutil
 import sys
@@ -43,15 +41,16 @@ from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
-from recbole_eimf.config import PLACEMENT_KEYS, Config, command_line_value
+from recbole_eimf.config import Config
+from recbole_eimf.experiments import config_fallbacks, describe_diff, fingerprint, fingerprint_diff
 from recbole_eimf.data import ensure_dataset
-from recbole_eimf.environment import device_name, log_environment
+from recbole_eimf.environment import device_name
 from recbole_eimf.errors import UserError
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
-from recbole_eimf.quick_start.quick_start import prepare_run, run_logging
-from recbole_eimf.utils import changed_keys, get_model, get_trainer, props_dir
+from recbole_eimf.quick_start.quick_start import prepare_run, run_logging, start_run, train_and_test
+from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
+from recbole_eimf.utils import get_model, get_trainer, props_dir
 
-from recbole.utils import init_seed
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +84,6 @@ class BenchmarkSummary:
     markdown: str = ""
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def model_config_files(
     model: str, dataset: str, config_files: Sequence[Union[str, Path]], model_config_dir: Path
 ) -> List[Path]:
@@ -113,93 +108,6 @@ def model_class_name(label: str, files: Sequence[Path]) -> str:
         if data and data.get("model") is not None:
             name = str(data["model"])
     return name
-
-
-def _defaults_values(paths: Sequence[Path]) -> Dict[str, Any]:
-    """The keys the plugin's default yaml files set, later files winning (as Config loads them)."""
-    values: Dict[str, Any] = {}
-    for path in paths:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        values.update({str(key): value for key, value in data.items()})
-    # Through json, so that a fresh value compares equal to one read back from runs.jsonl.
-    return json.loads(json.dumps(values, sort_keys=True, default=str))
-
-
-def run_settings(
-    dataset: str,
-    overrides: Mapping[str, Any],
-    files: Sequence[Path],
-    tuned: Sequence[Path] = (),
-    defaults: Sequence[Path] = (),
-) -> Dict[str, Any]:
-    """What must match for a finished run to count as done on a rerun. ``tuned``: the tuned
-    defaults the model loads (``props/tuned``), which a new search may have replaced;
-    ``defaults``: the plugin's own yaml it loads (protocol, model and dataset defaults), recorded
-    by value (``defaults``) and, for runs recorded before that, by content (``defaults_sha256``)."""
-    settings = {
-        "dataset": dataset,
-        "overrides": {
-            key: command_line_value(value)  # "1" and 1 are the same override
-            for key, value in sorted(overrides.items())
-            if key not in PLACEMENT_KEYS
-        },
-        # Contents, not paths: the same yaml copied elsewhere is the same setting.
-        "config_sha256": [_file_digest(path) for path in files],
-    }
-    if tuned:  # only then, so that folders from before tuned defaults still resume
-        settings["tuned_sha256"] = [_file_digest(path) for path in tuned]
-    if defaults:
-        settings["defaults_sha256"] = [_file_digest(path) for path in defaults]
-        settings["defaults"] = _defaults_values(defaults)
-    return settings
-
-
-def _defaults_differ(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]) -> Optional[str]:
-    """Why the plugin defaults of ``old`` and ``new`` differ, or None when they do not."""
-    if "defaults" in old:
-        # A key one side lacks is the same as the model's fallback for it (what the code does
-        # without the key), so a key added to a default yaml with the behaviour from before does
-        # not make earlier runs stale.
-        changed = changed_keys(old["defaults"], new.get("defaults") or {}, fallbacks)
-        return "plugin defaults changed (" + ", ".join(changed) + ")" if changed else None
-    # Recorded before defaults were kept by value: only their file contents can be compared;
-    # before they were hashed at all, not even that.
-    if "defaults_sha256" in old and old["defaults_sha256"] != new.get("defaults_sha256"):
-        return "the plugin's default yaml (props/overall.yaml, props/dataset, model defaults) differ"
-    return None
-
-
-def same_settings(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> bool:
-    """Whether a finished run's settings match a rerun's. ``fallbacks``: the model's values for
-    keys its config may lack (``CONFIG_FALLBACKS`` of the model class)."""
-    rest = ("defaults", "defaults_sha256")
-    if _defaults_differ(old, new, fallbacks or {}) is not None:
-        return False
-    return {k: v for k, v in old.items() if k not in rest} == {k: v for k, v in new.items() if k not in rest}
-
-
-def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Optional[Mapping[str, Any]] = None) -> str:
-    parts = []
-    if old.get("dataset") != new.get("dataset"):
-        parts.append(f"dataset {old.get('dataset')} -> {new.get('dataset')}")
-    parts += changed_keys(old.get("overrides", {}), new.get("overrides", {}))
-    if old.get("config_sha256") != new.get("config_sha256"):
-        parts.append("config file contents differ")
-    if old.get("tuned_sha256") != new.get("tuned_sha256"):
-        parts.append("tuned defaults (props/tuned) differ")
-    defaults = _defaults_differ(old, new, fallbacks or {})
-    if defaults is not None:
-        parts.append(defaults)
-    return ", ".join(parts) or "settings differ"
-
-
-def model_fallbacks(model_class: str, backbone: Optional[str] = None) -> Dict[str, Any]:
-    """``CONFIG_FALLBACKS`` of a model class and of the backbone it wraps (RecBole's own: none)."""
-    fallbacks: Dict[str, Any] = {}
-    for name in (backbone, model_class):
-        if name:
-            fallbacks.update(getattr(get_model(name), "CONFIG_FALLBACKS", {}))
-    return fallbacks
 
 
 @contextlib.contextmanager
@@ -246,42 +154,31 @@ def build_config(
             config_dict=config_dict,
         )
     for key, value in (defaults or {}).items():
-        if config[key] is None or config[key] == "":
+        # Only keys the model's config has (ESIM's are EIMF's): the others would enter a
+        # SASRec run's settings and tie its records to an ESIM it never ran.
+        if key in config.final_config_dict and (config[key] is None or config[key] == ""):
             config[key] = value
     return config
 
 
-def with_esim_seed(settings: Mapping[str, Any], esim_seed: Optional[int]) -> Dict[str, Any]:
-    """``settings`` with the ESIM seed its run used: for a model that runs ESIM, the recorded
-    ``esim_seed``, or ``esim_seed`` (the folder's default: its first seed) where none was recorded;
-    for one that does not (``esim_seed`` None), no ESIM seed at all, since it changes nothing there.
-    So a seed-2022 run given ``--esim_seed=2020`` matches a rerun of seeds 2020-2022 that takes
-    the default, and SASRec given ``--esim_seed`` matches SASRec without it."""
-    overrides = dict(settings.get("overrides") or {})
-    if esim_seed is None:
-        overrides.pop("esim_seed", None)
-    else:
-        overrides.setdefault("esim_seed", esim_seed)
-    return {**settings, "overrides": overrides}
+def model_settings(
+    model_name: str, dataset: str, seed: int, files: Sequence[Path], overrides: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A model's fingerprint in this benchmark (its resolved config but the seed, which keys its
+    runs instead: :func:`recbole_eimf.experiments.fingerprint`) and its config fallbacks, from
+    its Config with the benchmark's first ``seed``. Nothing is trained."""
+    config = build_config(model_name, dataset, seed, files, overrides, Path("."), defaults)
+    return fingerprint(config, exclude=("seed",)), config_fallbacks(config)
 
 
-def _model_settings(
-    model_name: str, dataset: str, files: Sequence[Path], overrides: Mapping[str, Any], esim_seed: int
-) -> Tuple[Dict[str, Any], Dict[str, Any], Optional[int]]:
-    """A model's run settings, with the default and tuned yaml its Config loads; its config
-    fallbacks (:func:`model_fallbacks`); and the folder's default ESIM seed (``esim_seed``) if the
-    model runs ESIM, else None (see :func:`with_esim_seed`). Nothing is trained."""
-    config = build_config(model_name, dataset, 0, files, overrides, Path("."))
-    settings = run_settings(
-        dataset,
-        overrides,
-        files,
-        tuned=[Path(path) for path in config["tuned_defaults_files"] or []],
-        defaults=[Path(path) for path in config["plugin_defaults_files"] or []],
-    )
-    backbone = config["backbone"] if isinstance(config["backbone"], str) else None
-    default_esim_seed = esim_seed if config["model"] == "EIMF" else None
-    return with_esim_seed(settings, default_esim_seed), model_fallbacks(config["model"], backbone), default_esim_seed
+def stale_reason(record: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]) -> Optional[str]:
+    """Why a finished run does not count for a rerun with settings ``new`` (None: it counts)."""
+    old = record.get("settings") or {}
+    if "config_sha256" in old:
+        return "recorded by an earlier harness, which kept settings by file digest: they cannot be compared by value"
+    changed = fingerprint_diff(old, new, fallbacks)
+    return describe_diff(changed) if changed else None
 
 
 def run_one(
@@ -296,50 +193,34 @@ def run_one(
     """Train ``model_name`` with ``seed``, test its best checkpoint, and return the run record."""
     config = build_config(model_name, dataset_name, seed, config_file_list, overrides, checkpoint_dir, defaults)
     started = time.perf_counter()
-    init_seed(config["seed"], config["reproducibility"])
-    with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
-        run_logger.info(config)
-        environment = log_environment(run_logger, config["device"])
-        dataset, train_data, valid_data, test_data, model = prepare_run(config)
+    with run_logging(config):  # RecBole's handlers: the run's own log file
+        environment = start_run(config)
+        run = prepare_run(config)
+        model = run.model
         n_params = sum(p.numel() for p in model.parameters())
-
-        trainer_class = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
-        trainer = trainer_class(config, model)
+        trainer = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
         try:
-            best_valid_score, best_valid_result = trainer.fit(
-                train_data, valid_data, saved=True, show_progress=config["show_progress"]
-            )
-            device = config["device"]
-            if torch.cuda.is_available() and str(device).startswith("cuda"):
-                torch.cuda.synchronize(device)
-            # Full-sort inference on the test split, loading the best checkpoint included (small
-            # next to ranking every item for every test user).
-            test_start = time.perf_counter()
-            test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
-            if torch.cuda.is_available() and str(device).startswith("cuda"):
-                torch.cuda.synchronize(device)
-            test_seconds = time.perf_counter() - test_start
-            run_logger.info(f"best valid: {_floats(best_valid_result)}")
-            run_logger.info(f"test result: {_floats(test_result)}")
+            result = train_and_test(config, run, trainer)
         finally:
             tensorboard = getattr(trainer, "tensorboard", None)
             if tensorboard is not None:
                 tensorboard.close()
+    best_valid_score, best_valid_result, test_result = result.best_valid_score, result.best_valid_result, result.test_result
 
     train_seconds = list(trainer.train_seconds)
     valid_records = list(trainer.valid_records)
     record = {
         "model": model_name,
         "model_class": str(config["model"]),
-        # What an EIMF run wraps, so that reports can set it against that backbone's own runs.
-        "backbone": str(config["backbone"]) if config["model"] == "EIMF" else None,
+        # What a wrapper (EIMF) runs on, so that reports can set it against that backbone's own runs.
+        "backbone": config["backbone"] if isinstance(config["backbone"], str) else None,
         "seed": int(seed),
         "dataset": dataset_name,
         "device": str(config["device"]),
         "device_name": device_name(config["device"]),
         "environment": environment,
         # EIMF: the ESIM targets it trained on (``text_encoder: auto`` resolves per machine).
-        "esim_targets": model.semantic_provenance() if hasattr(model, "semantic_provenance") else None,
+        "esim_targets": run.provenance().get("semantic_targets"),
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
@@ -348,7 +229,7 @@ def run_one(
         "valid_sec_per_epoch": (
             sum(r["seconds"] for r in valid_records) / len(valid_records) if valid_records else None
         ),
-        "test_inference_sec": test_seconds,
+        "test_inference_sec": result.test_seconds,
         "total_sec": time.perf_counter() - started,
         "valid_metric": str(config["valid_metric"]),
         "best_valid_score": float(best_valid_score) if best_valid_score is not None else None,
@@ -358,7 +239,7 @@ def run_one(
         "valid_curve": valid_records,
         "checkpoint": str(trainer.saved_model_file),
     }
-    del trainer, model, train_data, valid_data, test_data, dataset
+    del trainer, model, run
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -433,13 +314,11 @@ def build_esim_only(
     benchmark, or preparing a cache for a machine that lacks the text encoder: with the targets
     cached, a run there reads them and never loads the encoder (benchmarks/gpu/README.md)."""
     configs = {m: build_config(m, dataset, seed, files_per_model[m], overrides, output_dir, esim_defaults) for m in models}
-    esim_models = [m for m, config in configs.items() if config["model"] == "EIMF"]
+    esim_models = [m for m, config in configs.items() if "esim" in declared_stages(config)]
     if not esim_models:
         raise BenchmarkSetupError(f"esim_only: none of {', '.join(models)} runs ESIM (EIMF and its variants do)")
     ensure_dataset(configs[esim_models[0]])
-    from recbole_eimf.esim.stage import build_esim_caches
-
-    build_esim_caches(((m, configs[m]) for m in esim_models), logger)
+    build_stage_caches(((m, configs[m]) for m in esim_models), logger)
     return esim_models
 
 
@@ -508,7 +387,7 @@ def run_benchmark(
         return BenchmarkSummary(output_dir=output_dir)
 
     settings_per_model = {
-        m: _model_settings(m, dataset, files_per_model[m], overrides, esim_defaults["esim_seed"]) for m in models
+        m: model_settings(m, dataset, seeds[0], files_per_model[m], overrides, esim_defaults) for m in models
     }
 
     store = RunStore(output_dir / RUNS_FILE)
@@ -517,10 +396,9 @@ def run_benchmark(
     for model in models:
         for seed in seeds:
             record = records.get(run_key(model, seed))
-            new, fallbacks, esim_seed = settings_per_model[model]
-            old = with_esim_seed((record or {}).get("settings") or {}, esim_seed)
-            if record is not None and not same_settings(old, new, fallbacks):
-                conflicts.append(f"  {model} seed {seed}: {_settings_diff(old, new, fallbacks)}")
+            reason = stale_reason(record, *settings_per_model[model]) if record is not None else None
+            if reason is not None:
+                conflicts.append(f"  {model} seed {seed}: {reason}")
     if conflicts and report_only:
         # Nothing is trained, so nothing is mixed into a run: the table is what was asked for,
         # and the log says which of its runs were made with other settings than today's.
@@ -617,19 +495,18 @@ def run_benchmark(
     if parallel:
         # Seed-major order: a benchmark cut short still has every model on its first seed.
         todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
-    # The models whose settings carry an ESIM seed are those that run ESIM (_model_settings).
-    esim_models = {m for m, (_, _, esim_seed) in settings_per_model.items() if esim_seed is not None}
+    # The models whose pipeline has stages (EIMF's ESIM) get them built first, before any run
+    # starts: the folder's cache is built (and an LLM paid) once, not by every EIMF run that starts
+    # at the same moment, and a stage's error stops the benchmark before training (exit 2), as
+    # ``--stage=esim`` does (with --jobs=1 too); variants may ask for other settings.
+    esim_models = {m for m in models if declared_stages(build_config(m, dataset, seeds[0], files_per_model[m],
+                                                                      overrides, output_dir, esim_defaults))}
     first_seed = {}
     for model, seed in todo:
         if model in esim_models:
             first_seed.setdefault(model, seed)
     if first_seed:
-        # Before any run starts: the folder's cache is built (and an LLM paid) once, not by every
-        # EIMF run that starts at the same moment, and an ESIM error stops the benchmark before
-        # training (exit 2), as ``--stage=esim`` does; variants may ask for other settings.
-        from recbole_eimf.esim.stage import build_esim_caches
-
-        build_esim_caches((
+        build_stage_caches((
             (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
                                  esim_defaults))
             for model, seed in first_seed.items()

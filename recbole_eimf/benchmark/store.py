@@ -1,8 +1,5 @@
-"""The per-run record of a benchmark folder: ``runs.jsonl``, one JSON object per finished run.
-
-Append-only (:mod:`recbole_eimf.jsonl`): a crash can at worst leave a truncated last line, which
-:meth:`RunStore.load` skips (the run is then simply redone).
-"""
+"""The runs of a benchmark folder: ``runs.jsonl``, one record per finished run, keyed by model
+and seed (an :class:`~recbole_eimf.experiments.ExperimentLog`)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
-from recbole_eimf.jsonl import append_record, read_records
+from recbole_eimf.experiments import ExperimentLog
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +23,16 @@ class RunStore:
 
     def __init__(self, path: Union[str, Path]) -> None:
         self.path = Path(path)
+        self._log = ExperimentLog(self.path)
 
     def load(self) -> Dict[RunKey, Dict[str, Any]]:
         records: Dict[RunKey, Dict[str, Any]] = {}
-        for number, record in read_records(self.path):
+        for record in self._log.load():
             try:
-                key = run_key(record["model"], record["seed"])
+                records[run_key(record["model"], record["seed"])] = record
             except (ValueError, KeyError, TypeError):
-                logger.warning(f"{self.path}:{number}: ignoring an unreadable record (an interrupted write?)")
-                continue
-            records[key] = record
+                logger.warning(f"{self.path}: ignoring a record without model and seed")
         return records
 
     def append(self, record: Dict[str, Any]) -> None:
-        append_record(self.path, record)
+        self._log.append(record)

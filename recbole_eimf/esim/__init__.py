@@ -1,11 +1,12 @@
 """ESIM, the Explicit Semantic Interest Module: LLM-stated interests of typical users, as training targets.
 
-Offline preprocessing before EIMF trains (``../shared/EIMF-METHOD.md``, section ESIM). Data flows
+Offline preprocessing before EIMF trains (``docs/METHOD.md``, section ESIM). Data flows
 one way: RecBole's training dataset -> ESIM (cached on disk) -> the model. ESIM imports no model.
 
-The contract with the model
----------------------------
-A model calls one function, once, in its ``__init__``::
+The contract with the pipeline
+------------------------------
+The run layer's ``esim`` stage (:mod:`recbole_eimf.quick_start.stages`) calls one function before
+it builds a model that declares the stage (EIMF), and hands the result to the model::
 
     from recbole_eimf.esim import load_semantic_targets
     targets = load_semantic_targets(config, dataset)   # dataset: train_data.dataset
@@ -44,8 +45,9 @@ text from ``text_fields``), :mod:`encoders` (text encoders), :mod:`profiles` (us
 typical users), :mod:`tokens` and :mod:`prompts` (prompt building under a token budget),
 :mod:`backends` (``openai``, ``local``, ``extractive``), :mod:`parsing`, :mod:`extraction`
 (cache-first requests with bounded concurrency), :mod:`concepts`, :mod:`cache`, :mod:`report`,
-:mod:`pipeline` (all of it), :mod:`stage` (``run_recbole_eimf.py --stage=esim``), and
-:mod:`loopback` (a local OpenAI-compatible test server).
+:mod:`pipeline` (all of it). ``run_recbole_eimf.py --stage=esim`` is
+:func:`recbole_eimf.quick_start.run_esim_stage`. A local OpenAI-compatible server for tests and
+offline trials is test support: ``tests/support/loopback.py``.
 
 Config keys: ``recbole_eimf/properties/esim.yaml`` (each with its one-line description).
 """

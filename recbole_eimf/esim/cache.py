@@ -2,16 +2,25 @@
 
 Layout under ``<esim_cache_dir>/<dataset>/``::
 
-    answers.jsonl                    one line per LLM answer, appended as soon as it arrives
+    answers.jsonl                    one line per readable LLM answer, appended as soon as it is read
+    failures.jsonl                   one line per prompt that got no readable answer (asked again next run)
+    .lock                            held by the process asking the LLM or building targets here
     item_embeddings/<key>.npy        item text embeddings of one encoder (+ <key>.json)
     targets/<key>/                   one ESIM result: semantic_targets.pt, manifest.json,
                                      interests.md (readable), interests.json
 
-``answers.jsonl``: each line is ``{"key", "model", "answer", "usage", "created"}``; ``key`` is the
-sha256 of the request's messages, model and decoding settings (:func:`prompts.prompt_key`). A line
-is written, flushed and fsync'ed before the next answer is taken, so a run that dies keeps every
-answer it received; a line cut short by a crash (or otherwise unreadable) is skipped with a warning
-and that prompt is asked again. The file never holds an API key: nothing writes one.
+``answers.jsonl``: each line is ``{"key", "model", "answer", "status", "usage", "created"}``; ``key``
+is the sha256 of the request's messages, model and decoding settings (:func:`prompts.prompt_key`);
+``status`` is ``ok``, or ``repaired`` when the answer came from the repair request. Only answers
+that parse are stored: an empty answer or an HTML page is recorded in ``failures.jsonl`` and asked
+again. A line is written, flushed and fsync'ed before the next answer is taken, so a run that dies
+keeps every answer it received; a line cut short by a crash (or otherwise unreadable) is skipped
+with a warning and that prompt is asked again. Every text written here passes through
+:func:`recbole_eimf.secrets.redact`: no file holds an API key.
+
+:func:`cache_lock` serialises processes on one cache (``flock``: the lock of a killed process
+is released by the system, so a stale lock never blocks): a second process waits, then reuses
+the first one's answers and targets instead of paying for them again.
 
 Targets and embeddings are written to a temporary file and renamed into place; the manifest is
 written last, so a directory with a manifest is complete.
@@ -24,11 +33,19 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+
+from recbole_eimf.secrets import redact
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (one process per cache)
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -80,25 +97,81 @@ class AnswerCache:
     def keys(self):
         return set(self._answers)
 
-    def put(self, key: str, model: str, answer: str, usage: Optional[dict] = None) -> None:
-        """Append one answer and make it durable before returning."""
+    @property
+    def failures_path(self) -> Path:
+        return self.path.with_name("failures.jsonl")
+
+    def put(self, key: str, model: str, answer: str, usage: Optional[dict] = None, status: str = "ok") -> None:
+        """Append one readable answer and make it durable before returning."""
         record = {
             "key": key,
             "model": model,
-            "answer": answer,
+            "answer": redact(answer),
+            "status": status,
             "usage": usage or {},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as f:
-                if f.tell() > 0 and not _ends_with_newline(self.path):
-                    f.write(b"\n")  # a line cut short by a crash stays a line of its own
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            _append_line(self.path, record)
             self._answers[key] = record
+
+    def put_failure(self, key: str, model: str, uid: int, error: str, raw_answers: List[str]) -> None:
+        """Record a prompt that got no readable answer (not an answer: the prompt is asked again)."""
+        record = {"key": key, "model": model, "uid": uid, "error": redact(error),
+                  "raw_answers": [redact(raw[:2000]) for raw in raw_answers],
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with self._lock:
+            _append_line(self.failures_path, record)
+
+
+def _append_line(path: Path, record: dict) -> None:
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        if f.tell() > 0 and not _ends_with_newline(path):
+            f.write(b"\n")  # a line cut short by a crash stays a line of its own
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def cache_lock(folder: Path, heartbeat: float = 30.0, poll: float = 0.2):
+    """Hold ``<folder>/.lock`` inside the block, waiting for another process that holds it (module
+    doc); logs every ``heartbeat`` seconds while waiting."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    with open(path, "a+") as f:
+        if fcntl is not None:
+            _acquire(f, path, heartbeat, poll)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _acquire(f, path: Path, heartbeat: float, poll: float) -> None:
+    start, next_log = time.monotonic(), 0.0
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waited = time.monotonic() - start
+        if waited >= next_log:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            logger.info(f"ESIM: another process (pid {holder}) is working on the cache {path.parent}; waiting "
+                        f"to reuse its answers ({waited:.0f}s so far)")
+            next_log = waited + heartbeat
+        time.sleep(poll)
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -119,14 +192,12 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, value) -> None:
-    def write(tmp):
-        tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-
-    _atomic_write(Path(path), write)
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n"
+    write_text(path, text)
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(redact(text), encoding="utf-8"))
 
 
 def save_embeddings(folder: Path, key: str, embeddings: np.ndarray, meta: dict) -> None:

@@ -216,8 +216,9 @@ class OpenAIEmbeddingEncoder(TextEncoder):
         max_retries: int = 4,
         retry_backoff: float = 1.0,
     ) -> None:
-        from recbole_eimf.esim.backends.openai_compat import make_client
+        from recbole_eimf.esim.backends.openai_compat import ConnectWatch, make_client
 
+        self.watch = ConnectWatch()  # stops at once when nothing listens at base_url
         self.model_name = model or OPENAI_EMBEDDING_MODEL
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -239,8 +240,17 @@ class OpenAIEmbeddingEncoder(TextEncoder):
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         from recbole_eimf.esim.backends.base import LLMCallError
-        from recbole_eimf.esim.backends.openai_compat import call_with_retries
+        from recbole_eimf.esim.backends.openai_compat import MalformedResponse, call_with_retries
         from recbole_eimf.esim.errors import EsimError
+
+        def embed(batch):
+            try:
+                response = self.client.embeddings.create(model=self.model_name, input=batch)
+            except ValueError as err:   # a body that is not JSON: retried like a 5xx
+                raise MalformedResponse(f"not JSON ({err})") from None
+            if not isinstance(getattr(response, "data", None), list):
+                raise MalformedResponse("no data list in the body")
+            return response
 
         texts = [t if t else " " for t in texts]
         rows: List[np.ndarray] = []
@@ -249,9 +259,9 @@ class OpenAIEmbeddingEncoder(TextEncoder):
             batch = texts[start: start + self.batch_size]
             try:
                 response, _ = call_with_retries(
-                    lambda: self.client.embeddings.create(model=self.model_name, input=batch),
-                    max_retries=self.max_retries, backoff=self.retry_backoff, redact=self.redact,
-                    base_url=self.base_url, model=self.model_name, key_env=self.api_key_env,
+                    lambda: embed(batch), max_retries=self.max_retries, backoff=self.retry_backoff,
+                    redact=self.redact, base_url=self.base_url, model=self.model_name, key_env=self.api_key_env,
+                    watch=self.watch,
                 )
             except LLMCallError as err:
                 raise EsimError(f"text_encoder 'openai': embeddings request failed: {err}") from None

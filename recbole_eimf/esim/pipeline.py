@@ -23,12 +23,12 @@ from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim.backends import backend_identity, make_backend
 from recbole_eimf.esim.backends.openai_compat import read_api_key, safe_url
 from recbole_eimf.esim.cache import (
-    AnswerCache, load_embeddings, load_targets, save_embeddings, save_targets, write_json, write_text,
+    AnswerCache, cache_lock, load_embeddings, load_targets, save_embeddings, save_targets, write_json, write_text,
 )
 from recbole_eimf.esim.concepts import build_concepts, build_targets
 from recbole_eimf.esim.encoders import TfidfEncoder, encoder_identity, make_encoder
 from recbole_eimf.esim.errors import EsimError
-from recbole_eimf.esim.extraction import ExtractionStats, extract_interests
+from recbole_eimf.esim.extraction import ExtractionStats, cached_answer, extract_interests
 from recbole_eimf.esim.item_text import ItemCatalog, build_item_catalog
 from recbole_eimf.esim.profiles import behavior_profiles, select_typical_users, text_profiles
 from recbole_eimf.esim.prompts import PromptBuilder, PromptTemplate, prompt_key
@@ -281,21 +281,66 @@ def check_text_encoder(settings: EsimSettings, folder: Path) -> None:
 
 
 def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> EsimResult:
-    """Build ESIM's semantic targets, or load them when this exact result is cached."""
+    """Build ESIM's semantic targets, or load them when this exact result is cached and complete.
+
+    Cached targets that lack some typical users' answers (their requests failed) are not final: a
+    rerun asks exactly those prompts again and rebuilds the targets when a new answer came; where
+    it cannot ask (no key, no encoder, endpoint unreachable) the cached targets stand. One process
+    at a time works on a cache (:func:`cache.cache_lock`); one that waited reuses what the other
+    one paid for.
+    """
     timer = _Timer()
     start = time.perf_counter()
     inputs = _Inputs(settings, train_dataset, timer)
-    identity = inputs.identity
-    cached = None if rebuild else load_targets(inputs.folder, inputs.key)
-    if cached is not None:
-        tensors, manifest = cached
-        targets = SemanticTargets(**{n: tensors[n] for n in TENSOR_NAMES}, manifest=manifest, directory=inputs.folder)
+    cached = None if rebuild else _load_cached(inputs)
+    if cached is not None and not unanswered(cached.targets.manifest):
+        return cached
+    with cache_lock(settings.cache_dir):
+        if not rebuild:  # what another process wrote while this one waited
+            cached = _load_cached(inputs)
+            if cached is not None and not unanswered(cached.targets.manifest):
+                return cached
+        try:
+            return _build(inputs, timer, start, cached)
+        except ConfigError as err:  # (LLMFatalError included) targets carried to a machine without a key
+            if cached is None:
+                raise
+            logger.warning(f"ESIM: cannot ask the {unanswered(cached.targets.manifest)} typical users without an "
+                           f"answer again ({err}); using the cached targets, which lack them")
+            return cached
+
+
+def unanswered(manifest: dict) -> int:
+    """How many typical users of a targets manifest got no readable answer from the LLM (0 when
+    no LLM was asked: the extractive backend's misses are final)."""
+    if not (manifest.get("llm") or {}).get("uses_llm"):
+        return 0
+    extraction = (manifest.get("counts") or {}).get("extraction") or {}
+    return int(extraction.get("failed_requests", 0)) + int(extraction.get("failed_parse", 0))
+
+
+def _load_cached(inputs: _Inputs) -> Optional[EsimResult]:
+    loaded = load_targets(inputs.folder, inputs.key)
+    if loaded is None:
+        return None
+    tensors, manifest = loaded
+    targets = SemanticTargets(**{n: tensors[n] for n in TENSOR_NAMES}, manifest=manifest, directory=inputs.folder)
+    missing = unanswered(manifest)
+    if missing:
+        logger.info(f"ESIM: the cached targets in {inputs.folder} lack the answers of {missing} typical users "
+                    "(their requests failed): asking those again")
+    else:
         logger.info(f"ESIM: semantic targets loaded from the cache {inputs.folder} (no request made)")
-        summary = summary_text(
-            settings.dataset, identity, ExtractionStats(), inputs.n_users_with_data(),
-            int(targets.is_typical.sum()), int(targets.has_target.sum()), targets.n_concepts, inputs.folder, True,
-        )
-        return EsimResult(targets=targets, stats=None, from_cache=True, summary=summary)
+    summary = summary_text(
+        inputs.settings.dataset, inputs.identity, ExtractionStats(), inputs.n_users_with_data(),
+        int(targets.is_typical.sum()), int(targets.has_target.sum()), targets.n_concepts, inputs.folder, True,
+    )
+    return EsimResult(targets=targets, stats=None, from_cache=True, summary=summary)
+
+
+def _build(inputs: _Inputs, timer: _Timer, start: float, previous: Optional[EsimResult]) -> EsimResult:
+    """The costly part of :func:`run_esim`; ``previous``: cached targets that lack some answers."""
+    settings, identity = inputs.settings, inputs.identity
     check_text_encoder(settings, inputs.folder)  # a missing encoder fails now, not after the costly steps
 
     if not identity["uses_llm"]:
@@ -339,7 +384,13 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
         )
     failed = stats.failed_requests + stats.failed_parse
     if failed:
-        logger.warning(f"ESIM: {failed} of {len(prompts)} typical users have no interests (see interests.md)")
+        logger.warning(f"ESIM: {failed} of {len(prompts)} typical users have no interests (see interests.md); "
+                       "a rerun asks them again")
+    if previous is not None and stats.new_answers == 0:
+        logger.info(f"ESIM: no new answer for the {failed} users asked again: the cached targets stand")
+        return previous
+    if stats.ok == 0:
+        _fail_without_answers(inputs, answers, selection, stats, len(prompts))
 
     with timer.stage("interest_embeddings"):
         ok_uids = [p.uid for p in prompts if answers[p.uid].ok]
@@ -372,7 +423,6 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
     )
 
     with timer.stage("write"):
-        cluster_of = {int(uid): selection.cluster_of(int(uid)) for uid in selection.typical_users}
         concepts_of = {uid: [int(c) for c in user_concepts[uid]] for uid in user_concepts}
         n_users = inputs.n_users_with_data()
         manifest = {
@@ -406,12 +456,7 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
             "shapes": {name: list(t.shape) for name, t in targets.tensors().items()},
             "files": ["semantic_targets.pt", "manifest.json", "interests.md", "interests.json"],
         }
-        records = interests_records(answers, cluster_of, inputs.user_tokens, concepts_of)
-        write_json(inputs.folder / "interests.json", records)
-        write_text(inputs.folder / "interests.md", interests_markdown(
-            settings.dataset, answers, cluster_of, inputs.user_tokens, concepts_of, inputs.catalog, identity,
-            encoder.key, stats, n_users,
-        ))
+        _write_reports(inputs, answers, selection, concepts_of, encoder.key, stats)
     manifest["stage_seconds"] = {k: round(v, 3) for k, v in timer.seconds.items()}
     manifest["total_seconds"] = round(time.perf_counter() - start, 3)
     save_targets(inputs.folder, targets.tensors(), manifest)
@@ -422,6 +467,30 @@ def run_esim(settings: EsimSettings, train_dataset, rebuild: bool = False) -> Es
         targets.n_concepts, inputs.folder, False,
     )
     return EsimResult(targets=targets, stats=stats, from_cache=False, summary=summary, answers=answers)
+
+
+def _write_reports(inputs: _Inputs, answers, selection, concepts_of, encoder_key: str, stats) -> None:
+    """interests.json and the readable interests.md, next to where the targets go."""
+    cluster_of = {int(uid): selection.cluster_of(int(uid)) for uid in selection.typical_users}
+    records = interests_records(answers, cluster_of, inputs.user_tokens, concepts_of)
+    write_json(inputs.folder / "interests.json", records)
+    write_text(inputs.folder / "interests.md", interests_markdown(
+        inputs.settings.dataset, answers, cluster_of, inputs.user_tokens, concepts_of, inputs.catalog,
+        inputs.identity, encoder_key, stats, inputs.n_users_with_data(),
+    ))
+
+
+def _fail_without_answers(inputs: _Inputs, answers, selection, stats, n_prompts: int) -> None:
+    """Every typical user failed: write the report that says why, then raise the error naming the
+    latest failure and the endpoint (no targets are written: a rerun asks everything again)."""
+    _write_reports(inputs, answers, selection, {}, "none (no interest to encode)", stats)
+    settings = inputs.settings
+    where = f" from [{safe_url(settings.llm_base_url)}]" if settings.llm_backend == "openai" else ""
+    raise EsimError(
+        f"ESIM got no readable answer{where} for any of the {n_prompts} typical users ({stats.failed_requests} "
+        f"requests failed, {stats.failed_parse} answers unreadable); the latest: {stats.last_error}. Report: "
+        f"{inputs.folder / 'interests.md'}. Answers are cached as they come: a rerun asks only for what is missing"
+    )
 
 
 def dry_run(settings: EsimSettings, train_dataset) -> DryRunReport:
@@ -445,13 +514,20 @@ def dry_run(settings: EsimSettings, train_dataset) -> DryRunReport:
     n_cached, to_send = 0, []
     if identity["uses_llm"]:
         path = settings.cache_dir / "answers.jsonl"
-        cached_keys = AnswerCache(path).keys() if path.is_file() else set()
-        to_send = [p for p in prompts
-                   if prompt_key(p.as_messages(), identity["model"], identity["decoding"]) not in cached_keys]
+        cache = AnswerCache(path) if path.is_file() else None
+        to_send = [p for p in prompts if cached_answer(
+            cache, prompt_key(p.as_messages(), identity["model"], identity["decoding"]), settings.max_interests) is None]
         n_cached = len(prompts) - len(to_send)
-    if load_targets(inputs.folder, inputs.key) is not None:
-        note = (note + "; " if note else "") + f"these targets are already cached in {inputs.folder}: a run makes no request"
-        to_send = []
+    cached = load_targets(inputs.folder, inputs.key)
+    if cached is not None:
+        missing = unanswered(cached[1])
+        if missing:
+            what = (f"these targets are cached in {inputs.folder} without the answers of {missing} typical users: "
+                    f"a run asks the {len(to_send)} prompts without a readable answer again")
+        else:
+            what = f"these targets are already cached in {inputs.folder}: a run makes no request"
+            to_send = []
+        note = (note + "; " if note else "") + what
     return DryRunReport(
         dataset=settings.dataset,
         identity=identity,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple
 
+from recbole_eimf import secrets
 from recbole_eimf.errors import ConfigError
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "interests.txt"
@@ -90,6 +91,9 @@ class EsimSettings:
         if unknown:
             raise TypeError(f"not ESIM config keys: {sorted(unknown)}")
 
+        # No secret in a value that is logged and recorded (Config checks the same on creation).
+        secrets.check_config({key: get(key) for key in (
+            "llm_base_url", "text_encoder_base_url", "llm_api_key_env", "llm_api_key")})
         backend_requested = _choice("llm_backend", get("llm_backend", "auto"), LLM_BACKENDS)
         base_url = _optional_str("llm_base_url", get("llm_base_url"))
         backend = backend_requested
@@ -163,10 +167,6 @@ class EsimSettings:
             cache_dir=Path(str(cache_root)).expanduser() / dataset,
         )
         return settings
-
-    def replace(self, **changes: Any) -> "EsimSettings":
-        """A copy with some fields changed (no re-validation: for tests and tools)."""
-        return dataclasses.replace(self, **changes)
 
     def config_record(self) -> dict:
         """The settings as plain JSON values, for manifests (holds no secret: only the key's variable name)."""

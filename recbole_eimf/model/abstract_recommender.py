@@ -118,14 +118,21 @@ class MultiInterestRecommender(SequentialRecommender):
     # Keys a config may lack, and what that means (module-level CONFIG_FALLBACKS).
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = CONFIG_FALLBACKS
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Refuse bad values of the keys every multi-interest model reads, naming the key (the
+        pipeline calls it before any stage, and so does a wrapper of the model)."""
+        n_interests = config["n_interests"]
+        if not isinstance(n_interests, int) or isinstance(n_interests, bool) or n_interests < 1:
+            raise ConfigError(f"`n_interests` must be an integer >= 1, got {n_interests!r}")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        self.check_config(config)
         self.embedding_size = config["embedding_size"]
         self.n_interests = config["n_interests"]
         self.loss_type = config["loss_type"]
         self.initializer_range = config["initializer_range"]
-        if not isinstance(self.n_interests, int) or self.n_interests < 1:
-            raise ConfigError(f"`n_interests` must be an integer >= 1, got {self.n_interests!r}")
 
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         if self.loss_type == "CE":
@@ -424,6 +431,10 @@ class MultiInterestRecommender(SequentialRecommender):
         interests, routing = self.interests_and_routing(item_seq, item_seq_len)
         reg = self.routing_reg_weight * self.routing_regularization(routing, item_seq)
         return interests, (self.recommendation_loss(interaction, interests), reg)
+
+    def loss_names(self) -> Tuple[str, ...]:
+        """The names of :meth:`interests_and_losses`' parts, which the trainer logs."""
+        return ("recommendation",) + (("routing_regularization",) if self.routing_reg_weight else ())
 
     def calculate_loss(self, interaction) -> Union[torch.Tensor, tuple]:
         _, losses = self.interests_and_losses(interaction)

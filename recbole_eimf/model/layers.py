@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -14,6 +14,16 @@ def squash(x: torch.Tensor, dim: int = -1, eps: float = 1e-9) -> torch.Tensor:
     """Capsule squash: keeps the direction of ``x`` and maps its norm into [0, 1)."""
     squared_norm = (x * x).sum(dim=dim, keepdim=True)
     return squared_norm / (1.0 + squared_norm) * x / torch.sqrt(squared_norm + eps)
+
+
+def attentive_pooling(h: torch.Tensor, logits: torch.Tensor, item_seq: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ComiRec-SA's multi-head attentive pooling: ``logits`` ``[B, L, K]`` (one score per position
+    and interest, ``W_2 tanh(W_1 h)``) become a softmax over the real positions (padding, item 0,
+    masked), and each interest is its weighted sum of ``h`` ``[B, L, d]``. Returns the interests
+    ``[B, K, d]`` and the attention ``[B, K, L]`` (the routing regulariser's matrix)."""
+    att = logits.transpose(1, 2).masked_fill((item_seq == 0).unsqueeze(1), -1e9)
+    att = torch.softmax(att, dim=-1)
+    return att @ h, att
 
 
 class CapsuleRouting(nn.Module):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import Iterator, Optional, Sequence, Tuple, Union
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -16,6 +18,7 @@ from recbole_eimf.config import Config
 from recbole_eimf.data import check_splits, create_dataset, data_preparation
 from recbole_eimf.environment import log_environment
 from recbole_eimf.memory import warn_if_batch_exceeds_memory
+from recbole_eimf.quick_start.stages import prepare_stages, stage_provenance
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -56,24 +59,93 @@ def run_logging(config) -> Iterator[logging.Logger]:
             handler.close()
 
 
-def prepare_run(config) -> Tuple[object, object, object, object, torch.nn.Module]:
-    """Dataset, splits and model of one run, in ``run_recbole``'s order and with its seeding.
+def start_run(config) -> Dict[str, Any]:
+    """Seed, then log the command line, the config and the environment: how every run of the
+    plugin starts (training, tuning trials, benchmark runs, ESIM alone). Returns the environment
+    (:mod:`recbole_eimf.environment`) for the run's record."""
+    init_seed(config["seed"], config["reproducibility"])
+    logger = logging.getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    return log_environment(logger, config["device"])
 
-    Returns ``(dataset, train_data, valid_data, test_data, model)``; the model is on
-    ``config["device"]``. Every training entry point of the plugin (:func:`run_recbole_eimf`, the
-    benchmark harness) builds its run here, so they train the same model from the same seed.
-    """
+
+@dataclass
+class PreparedRun:
+    """A run's data splits and model, and what the model's pipeline stages handed it."""
+
+    dataset: Any
+    train_data: Any
+    valid_data: Any
+    test_data: Any
+    model: torch.nn.Module
+    stage_outputs: Dict[str, Any] = field(default_factory=dict)
+
+    def provenance(self) -> Dict[str, Any]:
+        """What produced each stage output (e.g. EIMF's semantic targets), for records."""
+        return stage_provenance(self.stage_outputs)
+
+
+def build_model(config, train_dataset, stage_outputs: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
+    """The config's model on ``config["device"]``, built from a fixed seed after its stages ran.
+
+    ``stage_outputs``: what :func:`~recbole_eimf.quick_start.stages.prepare_stages` returned; run
+    here when None. A model that declares no stage gets none."""
+    if stage_outputs is None:
+        stage_outputs = prepare_stages(config, train_dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, train_dataset, **stage_outputs).to(config["device"])
+
+
+def prepare_run(config) -> PreparedRun:
+    """Dataset, splits, pipeline stages and model of one run, in ``run_recbole``'s order and seeding.
+
+    Every training entry point (:func:`run_recbole_eimf`, the tuner, the benchmark harness)
+    builds its run here, so they train the same model from the same seed."""
     logger = logging.getLogger()
     dataset = create_dataset(config)
     logger.info(dataset)
     stamp_fingerprint(config, dataset)  # saved with every checkpoint: see load_data_and_model
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    check_splits(config, dataset, train_data, valid_data, test_data)  # before EIMF's ESIM needs histories
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    check_splits(config, dataset, train_data, valid_data, test_data)  # before a stage (ESIM) needs histories
+    stage_outputs = prepare_stages(config, train_data._dataset, logger)
+    model = build_model(config, train_data._dataset, stage_outputs)
     logger.info(model)
     warn_if_batch_exceeds_memory(config, model, train_data)
-    return dataset, train_data, valid_data, test_data, model
+    return PreparedRun(dataset, train_data, valid_data, test_data, model, stage_outputs)
+
+
+@dataclass
+class TrainedRun:
+    """What :func:`train_and_test` measured: RecBole's results and the test pass's seconds."""
+
+    best_valid_score: Optional[float]
+    best_valid_result: Optional[dict]
+    test_result: Optional[dict]
+    test_seconds: float
+
+
+def _synchronize(device) -> None:
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def train_and_test(config, run: PreparedRun, trainer, saved: bool = True) -> TrainedRun:
+    """Fit with early stopping on the validation split, then test the best checkpoint (the last
+    model when ``saved`` is False); logs both results. The test pass (full-sort inference,
+    loading the checkpoint included) is timed."""
+    logger = logging.getLogger()
+    best_valid_score, best_valid_result = trainer.fit(
+        run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    _synchronize(config["device"])
+    started = time.perf_counter()
+    test_result = trainer.evaluate(run.test_data, load_best_model=saved, show_progress=config["show_progress"])
+    _synchronize(config["device"])
+    seconds = time.perf_counter() - started
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return TrainedRun(best_valid_score, best_valid_result, test_result, seconds)
 
 
 def run_recbole_eimf(
@@ -91,30 +163,48 @@ def run_recbole_eimf(
     ``environment`` (versions, processor and threads: :mod:`recbole_eimf.environment`).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
     init_logging(config)
-    logger = logging.getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-    environment = log_environment(logger, config["device"])
-
-    _, train_data, valid_data, test_data, model = prepare_run(config)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    environment = start_run(config)
+    run = prepare_run(config)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, run.model)
+    result = train_and_test(config, run, trainer, saved=saved)
     return {
-        "best_valid_score": best_valid_score,
+        "best_valid_score": result.best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
+        "best_valid_result": result.best_valid_result,
+        "test_result": result.test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "environment": environment,
     }
+
+
+def run_esim_stage(
+    model: Optional[str] = None,
+    dataset: Optional[str] = None,
+    config_file_list: Optional[Sequence[str]] = None,
+    config_dict: Optional[dict] = None,
+    dry_run: Optional[bool] = None,
+) -> str:
+    """``run_recbole_eimf.py --stage=esim``: ESIM alone, on the training split training would use
+    (same ``eval_args``). Builds the semantic targets (or loads them from the cache) and writes
+    the cache and the readable interests file; with ``dry_run`` it reports the users it would
+    send, their prompt tokens and the estimated cost, and makes no request. Returns the text to
+    show."""
+    from recbole_eimf.esim import EsimSettings, run_esim
+    from recbole_eimf.esim import dry_run as esim_dry_run
+
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_logging(config)
+    start_run(config)
+    settings = EsimSettings.from_config(config)  # check ESIM's keys before loading any data
+    data = create_dataset(config)
+    logging.getLogger().info(data)
+    train_dataset = data.build()[0]
+    if dry_run is None:
+        dry_run = bool(config["dry_run"])
+    if dry_run:
+        return esim_dry_run(settings, train_dataset).format()
+    return run_esim(settings, train_dataset).summary
 
 
 def load_data_and_model(model_file: str):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import logging
 import shutil
 import sys
@@ -47,12 +46,13 @@ import yaml
 
 from recbole.trainer.hyper_tuning import HyperTuning
 
-from recbole_eimf.config import PLACEMENT_KEYS, Config
+from recbole_eimf.config import Config
+from recbole_eimf.experiments import LOCAL_KEYS, ExperimentLog, fingerprint, plain
 from recbole_eimf.errors import ConfigError
-from recbole_eimf.jsonl import append_record, read_records
 from recbole_eimf.process_pool import Job, cpu_threads_per_job, run_parallel, worker_setup
 from recbole_eimf.quick_start.quick_start import run_recbole_eimf
-from recbole_eimf.utils import changed_keys, tuned_name
+from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
+from recbole_eimf.utils import tuned_name
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def run_hyper(
     seeds = _trial_seeds(seeds, config_dict)
     # The name tuned defaults go under (EIMF-<backbone> for a wrapper), known before any trial.
     base_config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    if seeds and base_config["model"] == "EIMF" and base_config["esim_seed"] is None:
+    if seeds and "esim" in declared_stages(base_config) and base_config["esim_seed"] is None:
         # ESIM's clustering seed follows `seed`: without this each seed of a trial would train on
         # other typical users (and pay an LLM again). One ESIM for the search, the first seed's,
         # as the benchmark harness does for its folder.
@@ -163,14 +163,12 @@ def run_hyper(
         reused = {k: t for t in earlier for k, params in numbered.items() if t["params"] == params}
         todo = {k: params for k, params in numbered.items() if k not in reused}
         shared = dict(config_dict or {})
-        if base_config["model"] == "EIMF" and todo:
-            if not base_config["esim_cache_dir"]:
+        if declared_stages(base_config) and todo:
+            if "esim" in declared_stages(base_config) and not base_config["esim_cache_dir"]:
                 # Its default follows checkpoint_dir, which differs per trial: name the one cache.
                 shared["esim_cache_dir"] = str(Path(base_config["checkpoint_dir"]) / "esim")
-            # Once per distinct ESIM setting: a trial's parameters may change it (n_interests sets max_interests).
-            from recbole_eimf.esim.stage import build_esim_caches
-
-            build_esim_caches((
+            # Once per distinct stage setting: a trial's parameters may change it (n_interests sets ESIM's max_interests).
+            build_stage_caches((
                 (f"trial {params}", Config(model=model, dataset=dataset, config_file_list=config_file_list,
                                            config_dict={**shared, **params}))
                 for params in todo.values()
@@ -213,72 +211,40 @@ PARALLEL_ALGOS = ("exhaustive", "random")
 TRIALS_FILE = "trials.jsonl"
 # What a trial's record keeps of its run (run_recbole_eimf's result).
 RESULT_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
-# Resolved settings that name where a trial runs or where its files go, not what it computes, and
-# the tuner's own command-line options (RecBole's Config reads every --key=value): a search may be
-# started again with more trials or jobs and still reuse its finished trials.
-_LOCAL_KEYS = PLACEMENT_KEYS | {
-    "checkpoint_dir", "device", "plugin_defaults_files", "tuned_defaults_files",
-    "config_files", "params_file", "algo", "max_evals", "output_dir", "tuned_dir", "jobs",
-    "seeds",  # in the search's own header when there are several
-    "tuned_defaults",  # what it loads is in the settings by value
-}
-
-
 def search_settings(
     config: Config, algo: str, params_file: str, seeds: Optional[Sequence[int]] = None
 ) -> Dict[str, Any]:
     """What must match for a trial recorded in a tuning folder to count for a search started
-    again: the search space (by content), the algorithm, every resolved setting of the base
-    config (seed, fixed ``--key=value``, tuned defaults, ...) except where runs happen, and the
-    seeds each trial trains on, where there are several."""
-    settings = {k: v for k, v in config.final_config_dict.items() if k not in _LOCAL_KEYS}
-    search = {"algo": algo, "space": Path(params_file).read_text(encoding="utf-8"), "settings": settings}
+    again: the search space (by content), the algorithm, the base config's fingerprint (every
+    resolved setting but where runs happen: :func:`recbole_eimf.experiments.fingerprint`), and
+    the seeds each trial trains on, where there are several."""
+    search = {"algo": algo, "space": Path(params_file).read_text(encoding="utf-8"), "settings": fingerprint(config)}
     if seeds:
         search["seeds"] = list(seeds)
-    # Through json, so that a fresh value compares equal to one read back from the file.
-    return json.loads(json.dumps(search, sort_keys=True, default=str))
+    return plain(search)
 
 
 class TrialLog:
-    """``trials.jsonl`` of a tuning folder: a header line naming the search, then one line per
-    finished trial (module doc)."""
+    """``trials.jsonl`` of a tuning folder: a header naming the search, then one line per
+    finished trial (an :class:`~recbole_eimf.experiments.ExperimentLog`)."""
 
     def __init__(self, path: Path, search: Dict[str, Any]) -> None:
         self.path = path
-        self.search = search
+        self._log = ExperimentLog(path, header=search)
 
     def load(self) -> List[dict]:
         """The finished trials recorded for this search (none for a new folder); refuses a file
         that records another search."""
         trials = []
-        for number, record in read_records(self.path):
-            if "search" in record:
-                if record["search"] != self.search:
-                    raise ConfigError(
-                        f"{self.path} holds the trials of another search ({_search_diff(record['search'], self.search)}): "
-                        f"give this one another --output_dir, or delete {self.path} to start that folder over"
-                    )
-            elif "params" in record and all(k in record for k in RESULT_KEYS):
+        for record in self._log.load():
+            if "params" in record and all(k in record for k in RESULT_KEYS):
                 trials.append(record)
             else:
-                logger.warning(f"{self.path}:{number}: ignoring a record that is not a finished trial")
+                logger.warning(f"{self.path}: ignoring a record that is not a finished trial")
         return trials
 
     def add(self, trial: dict) -> None:
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            append_record(self.path, {"search": self.search})
-        append_record(self.path, trial)
-
-
-def _search_diff(old: Dict[str, Any], new: Dict[str, Any]) -> str:
-    parts = [f"{key} differs" for key in ("algo", "space") if old.get(key) != new.get(key)]
-    if old.get("seeds") != new.get("seeds"):
-        parts.append(f"seeds: {old.get('seeds') or 'one'} -> {new.get('seeds') or 'one'}")
-    changed = changed_keys(old.get("settings", {}), new.get("settings", {}))
-    parts += changed[:5]
-    if len(changed) > 5:
-        parts.append(f"and {len(changed) - 5} more settings")
-    return ", ".join(parts) or "its header differs"
+        self._log.append(trial)
 
 
 def _command_line_keys() -> set:
@@ -441,7 +407,7 @@ def fixed_settings(config: Config, config_dict: Optional[Mapping[str, Any]], spa
     e.g. ``--learning_rate=0.005 --epochs=20``) but did not search: the tuned values are the best
     under them, and a reader of the tuned defaults should know."""
     named = {"model", "dataset", "backbone"}  # the tuned file's path names them
-    keys = (_command_line_keys() | set(config_dict or {})) - _LOCAL_KEYS - set(space) - named
+    keys = (_command_line_keys() | set(config_dict or {})) - LOCAL_KEYS - set(space) - named
     return {k: _plain(config[k]) for k in sorted(keys) if k in config}
 
 

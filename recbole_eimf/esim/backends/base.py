@@ -52,6 +52,12 @@ class LLMBackend(ABC):
     def complete(self, prompt: Prompt) -> Completion:
         """Answer one prompt, or raise :class:`LLMCallError` (or ``LLMFatalError`` to stop the stage)."""
 
+    #: the latest failed attempt (for progress lines while waiting), None when there was none
+    last_problem: Optional[str] = None
+
+    def interrupt(self) -> None:
+        """Stop retrying and start no new request (Ctrl-C); answers in flight may still arrive."""
+
     def describe(self) -> str:
         """One line for the log, never holding a secret."""
         return f"{self.name} ({self.model})"

@@ -9,8 +9,11 @@ key, leave ``llm_api_key_env`` empty (``llm_api_key_env: ~`` in yaml, ``--llm_ap
 Requests: at most ``llm_concurrency`` in flight (the caller's thread pool), each waiting at most
 ``llm_timeout`` seconds; a 429, a 408/409, a 5xx, a timeout or a dropped connection is retried up
 to ``llm_max_retries`` times, waiting ``llm_retry_backoff * 2**retry`` seconds (with jitter, at most
-60), or what the server's ``Retry-After`` asks. A 401/403 (key refused) or 404 (model or URL
-unknown) stops the stage with one error; any other refusal fails that prompt alone.
+60), or what the server's ``Retry-After`` asks; an HTTP 200 whose body is not a chat completion
+(a proxy's HTML page, cut-off JSON) is retried the same way. A 401/403 (key refused), a 404 (model
+or URL unknown) or a few identical connection failures in a row (nothing listens at the URL)
+stop the stage with one error naming the URL; any other refusal fails that prompt alone. After
+:meth:`OpenAIBackend.interrupt` (Ctrl-C) no request is retried or started.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
-import time
+import threading
 from typing import Callable, Dict, Optional, Tuple, TypeVar
 
+from recbole_eimf import secrets
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim.backends.base import Completion, LLMBackend, LLMCallError
 from recbole_eimf.esim.errors import LLMFatalError
@@ -33,24 +36,52 @@ T = TypeVar("T")
 RETRYABLE_STATUS = {408, 409, 425, 429}
 MAX_WAIT_S = 60.0
 NO_KEY = "no-key"
+# Identical connection failures in a row (across all requests) that mean nothing listens at the URL.
+CONNECT_FAILURES_TO_STOP = 3
 
 
 class Redactor:
-    """Removes a secret from text before it is logged, raised or stored."""
+    """Removes a secret (and every other registered one) from text before it is logged, raised or stored."""
 
     def __init__(self, secret: Optional[str]) -> None:
-        self.secret = secret if secret and secret != NO_KEY else None
+        if secret and secret != NO_KEY:
+            secrets.register(secret)
 
     def __call__(self, text: str) -> str:
-        text = str(text)
-        return text.replace(self.secret, "[redacted]") if self.secret else text
+        return secrets.redact(text)
+
+
+class MalformedResponse(Exception):
+    """An HTTP 200 whose body is not a chat completion (retried like a 5xx)."""
+
+
+class ConnectWatch:
+    """Counts identical connection failures in a row, over all requests of one backend; any answer
+    from the server (an HTTP error included) resets it."""
+
+    def __init__(self, limit: int = CONNECT_FAILURES_TO_STOP) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._reason: Optional[str] = None
+        self._count = 0
+
+    def failed(self, reason: str) -> bool:
+        """Record one connection failure; True when ``limit`` identical ones came in a row."""
+        with self._lock:
+            self._count = self._count + 1 if reason == self._reason else 1
+            self._reason = reason
+            return self._count >= self.limit
+
+    def answered(self) -> None:
+        with self._lock:
+            self._reason, self._count = None, 0
 
 
 def safe_url(url: Optional[str]) -> str:
     """A base URL for logs: user:password@ removed; empty means OpenAI's own endpoint."""
     if not url:
         return "OpenAI's default endpoint"
-    return re.sub(r"//[^/@]*@", "//", url)
+    return secrets.strip_user_info(url)
 
 
 def import_openai():
@@ -75,6 +106,7 @@ def read_api_key(key_env: Optional[str], who: str) -> str:
             "another variable with --llm_api_key_env=NAME; for a server that needs no key, set "
             "--llm_api_key_env=None. Never put the key itself in a config file."
         )
+    secrets.register(value)
     return value
 
 
@@ -108,15 +140,30 @@ def call_with_retries(
     base_url: Optional[str],
     model: str,
     key_env: Optional[str],
+    stop: Optional[threading.Event] = None,
+    watch: Optional[ConnectWatch] = None,
+    on_problem: Optional[Callable[[str], None]] = None,
 ) -> Tuple[T, int]:
-    """``(call(), retries)``; retries on 429/408/409/5xx/timeouts/dropped connections (module doc)."""
+    """``(call(), retries)``; retries on 429/408/409/5xx/timeouts/dropped connections and malformed
+    bodies, until ``stop`` is set; ``watch`` stops the stage when nothing listens (module doc)."""
     openai = import_openai()
     retries = 0
     while True:
         hint = None
+        if stop is not None and stop.is_set():
+            raise LLMCallError("interrupted before an answer came", retries=retries)
         try:
-            return call(), retries
+            result = call()
+            if watch is not None:
+                watch.answered()
+            return result, retries
+        except MalformedResponse as err:
+            retryable, reason = True, f"HTTP 200 with a malformed body: {redact(_short(str(err)))}"
+            if watch is not None:
+                watch.answered()
         except openai.APIStatusError as err:
+            if watch is not None:
+                watch.answered()
             status = err.status_code
             detail = redact(_short(getattr(err, "message", "") or str(err)))
             if status in (401, 403):
@@ -137,16 +184,49 @@ def call_with_retries(
         except openai.APITimeoutError:
             retryable, reason = True, "no answer within llm_timeout"
         except openai.APIConnectionError as err:
-            retryable, reason = True, f"connection failed: {redact(_short(str(err.__cause__ or err)))}"
+            reason = f"connection failed: {redact(_short(str(err.__cause__ or err)))}"
+            retryable = True
+            if watch is not None and _could_not_connect(err) and watch.failed(reason):
+                raise LLMFatalError(
+                    f"Cannot reach the endpoint [{safe_url(base_url)}]: {reason} ({watch.limit} times in a row). "
+                    "Check `llm_base_url` (host, port, and /v1 at the end for most servers) and that the server runs"
+                ) from None
         except openai.OpenAIError as err:
             retryable, reason = False, redact(_short(str(err)))
+        if on_problem is not None:
+            on_problem(reason)
         if not retryable or retries >= max_retries:
             attempts = retries + 1
             raise LLMCallError(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})", retries=retries)
         wait = hint if hint is not None else backoff * (2 ** retries) * (1.0 + 0.25 * random.random())
         logger.debug(f"ESIM: request failed ({reason}); retry {retries + 1}/{max_retries} in {wait:.2f}s")
-        time.sleep(min(wait, MAX_WAIT_S))
+        if stop is None:
+            stop = threading.Event()  # never set: a plain sleep
+        if stop.wait(min(wait, MAX_WAIT_S)):
+            raise LLMCallError(f"interrupted while waiting to retry ({reason})", retries=retries)
         retries += 1
+
+
+def _could_not_connect(err: Exception) -> bool:
+    """Whether no connection was made at all (refused, unknown host), as opposed to one dropped
+    mid-request; told by the transport's exception class (httpx or its successor), not imported."""
+    cause = err.__cause__
+    return cause is not None and any(kind.__name__ == "ConnectError" for kind in type(cause).__mro__)
+
+
+def _completion_of(response) -> Completion:
+    """The answer in a chat completion; :class:`MalformedResponse` when the body is not one
+    (null or empty content is an answer: an unreadable one)."""
+    choices = getattr(response, "choices", None)
+    message = getattr(choices[0], "message", None) if isinstance(choices, list) and choices else None
+    if message is None:
+        raise MalformedResponse(f"no choices[0].message in {_short(repr(response), 120)}")
+    usage = getattr(response, "usage", None)
+    return Completion(
+        text=message.content or "",
+        input_tokens=getattr(usage, "prompt_tokens", None),
+        output_tokens=getattr(usage, "completion_tokens", None),
+    )
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -178,6 +258,9 @@ class OpenAIBackend(LLMBackend):
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.client, self.redact = make_client(base_url, api_key_env, timeout, "llm_backend 'openai'")
+        self.stop = threading.Event()
+        self.watch = ConnectWatch()
+        self.last_problem: Optional[str] = None   # the latest failed attempt, for progress lines
 
     @classmethod
     def from_settings(cls, settings) -> "OpenAIBackend":
@@ -197,26 +280,30 @@ class OpenAIBackend(LLMBackend):
 
     def complete(self, prompt: Prompt) -> Completion:
         def call():
-            return self.client.chat.completions.create(
-                model=self.model,
-                messages=prompt.as_messages(),
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-            )
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=prompt.as_messages(),
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                )
+            except ValueError as err:   # a body that is not JSON (json and pydantic errors are ValueErrors)
+                raise MalformedResponse(f"not JSON ({err})") from None
+            return _completion_of(response)
 
-        response, retries = call_with_retries(
+        def problem(reason: str) -> None:
+            self.last_problem = reason
+
+        completion, retries = call_with_retries(
             call, max_retries=self.max_retries, backoff=self.retry_backoff, redact=self.redact,
-            base_url=self.base_url, model=self.model, key_env=self.api_key_env,
+            base_url=self.base_url, model=self.model, key_env=self.api_key_env, stop=self.stop, watch=self.watch,
+            on_problem=problem,
         )
-        choices = getattr(response, "choices", None) or []
-        text = (choices[0].message.content or "") if choices and choices[0].message else ""
-        usage = getattr(response, "usage", None)
-        return Completion(
-            text=text,
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
-            retries=retries,
-        )
+        completion.retries = retries
+        return completion
+
+    def interrupt(self) -> None:
+        self.stop.set()
 
     def describe(self) -> str:
         return f"openai-compatible endpoint [{safe_url(self.base_url)}], model [{self.model}]"

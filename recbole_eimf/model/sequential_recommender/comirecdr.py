@@ -19,7 +19,7 @@ class ComiRecDR(MultiInterestRecommender):
     r"""ComiRec-DR: K interest capsules by dynamic routing, one bilinear map per interest.
 
     Routing logits start at zero by default (``routing_init_std``), ``routing_iterations``
-    rounds of routing with squash, padding masked (EIMF-METHOD.md, IBIM). Trained with hard
+    rounds of routing with squash, padding masked (docs/METHOD.md, IBIM). Trained with hard
     readout by the target; scored by the max over interests.
     """
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+from recbole_eimf.model.layers import attentive_pooling
 
 
 class ComiRecSA(MultiInterestRecommender):
@@ -23,7 +24,7 @@ class ComiRecSA(MultiInterestRecommender):
     ``H = E[seq] + P`` (item plus learnable position embeddings),
     ``A = softmax_positions((W_2 tanh(W_1 H^T))^T)`` with ``W_1`` of size ``(hidden_ratio*d) x d``
     and ``W_2`` of size ``K x (hidden_ratio*d)``, padding masked, and ``V = A H``
-    (EIMF-METHOD.md, IBIM). Trained with hard readout by the target; scored by the max over
+    (docs/METHOD.md, IBIM). Trained with hard readout by the target; scored by the max over
     interests (see :class:`MultiInterestRecommender`).
     """
 
@@ -39,7 +40,6 @@ class ComiRecSA(MultiInterestRecommender):
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         h = self.item_embedding(item_seq) + self.position_embedding(positions).unsqueeze(0)
         h = self.embedding_dropout(h)
-        att = self.W2(torch.tanh(self.W1(h))).transpose(1, 2)  # [B, K, L]
-        att = torch.softmax(att.masked_fill((item_seq == 0).unsqueeze(1), -1e9), dim=-1)
+        interests, att = attentive_pooling(h, self.W2(torch.tanh(self.W1(h))), item_seq)
         self.record_routing(att)
-        return att @ h  # [B, K, d]
+        return interests  # [B, K, d]

@@ -7,14 +7,14 @@ Reference:
     "LLM-assisted Explicit and Implicit Multi-interest Learning Framework for Sequential
     Recommendation" (v3: "LLM-based Bi-level Multi-interest Learning Framework"), arXiv 2411.09410.
 
-This project's concrete design of the paper's abstract: ../shared/EIMF-METHOD.md.
+This project's concrete design of the paper's abstract: docs/METHOD.md.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,10 @@ from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.abstract_recommender import MultiInterestRecommender, config_option
+from recbole_eimf.utils import get_model, plugin_model_names
+
+if TYPE_CHECKING:  # the model receives ESIM's output; it never runs ESIM
+    from recbole_eimf.esim.pipeline import SemanticTargets
 
 logger = logging.getLogger(__name__)
 
@@ -58,46 +62,62 @@ class EIMF(SequentialRecommender):
     trainer logs each part, followed by the backbone's own extra parts (``routing_reg_weight *
     L_routing`` when the backbone's routing regulariser is on). ``predict`` and
     ``full_sort_predict`` are the backbone's: no text, no LLM and no semantic tensor is touched at
-    inference, and the semantic targets are not part of the checkpoint. They are loaded from
-    ESIM's cache the first time a loss is computed.
+    inference, and the semantic targets are not part of the checkpoint.
+
+    The targets are the output of the ``esim`` pipeline stage, which the run prepares before it
+    builds the model (``PIPELINE_STAGES``; :func:`recbole_eimf.quick_start.build_model`) and hands
+    in as ``semantic_targets``. Without them the model still rebuilds from a checkpoint (the
+    head's width, ``semantic_dim``, is recorded in the config) and scores; it cannot train.
     """
+
+    # Pipeline stages whose output this model trains on (their defaults load with its config).
+    PIPELINE_STAGES: ClassVar[Tuple[str, ...]] = ("esim",)
 
     # Keys added after the first release, and the value that reproduces the behaviour from before.
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
 
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
+    @classmethod
+    def stages_for(cls, config) -> Tuple[str, ...]:
+        """The stages a run with ``config`` needs: none when both auxiliary weights are 0."""
+        return cls.PIPELINE_STAGES if (config["sp_weight"] or config["ma_weight"]) else ()
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Refuse bad values of EIMF's own keys, naming the key. The pipeline calls it before it
+        runs the model's stages, so a typo costs no ESIM run (and no LLM request)."""
         name = config["backbone"]
-        choices = [m for m in plugin_model_names() if m != "EIMF"]
+        choices = [m for m in plugin_model_names() if m != cls.__name__]
         if name not in choices:
             raise ConfigError(f"`backbone` [{name}] must be one of the multi-interest models: {', '.join(choices)}")
+        get_model(name).check_config(config)
         for key in ("sp_weight", "ma_weight"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ConfigError(f"`{key}` must be a number >= 0, got {config[key]!r}")
-        decay = config_option(config, "aux_decay_epochs", self.CONFIG_FALLBACKS)
+        decay = config_option(config, "aux_decay_epochs", cls.CONFIG_FALLBACKS)
         if not isinstance(decay, int) or isinstance(decay, bool) or decay < 0:
             raise ConfigError(f"`aux_decay_epochs` must be an integer >= 0 (0: constant weights), got {decay!r}")
-        contrast = config_option(config, "ma_contrast", self.CONFIG_FALLBACKS)
-        if not isinstance(contrast, bool):
-            raise ConfigError(f"`ma_contrast` must be True or False, got {contrast!r}")
-        aux_interests = config_option(config, "aux_interests", self.CONFIG_FALLBACKS)
-        if aux_interests not in ("all", "pooled"):
-            raise ConfigError(f"`aux_interests` must be 'all' or 'pooled', got {aux_interests!r}")
+        if not isinstance(config_option(config, "ma_contrast", cls.CONFIG_FALLBACKS), bool):
+            raise ConfigError(f"`ma_contrast` must be True or False, got {config['ma_contrast']!r}")
+        if config_option(config, "aux_interests", cls.CONFIG_FALLBACKS) not in ("all", "pooled"):
+            raise ConfigError(f"`aux_interests` must be 'all' or 'pooled', got {config['aux_interests']!r}")
         for key in ("sp_temperature", "ma_temperature"):
             if not isinstance(config[key], (int, float)) or config[key] <= 0:
                 raise ConfigError(f"`{key}` must be a number > 0, got {config[key]!r}")
 
+    def __init__(self, config, dataset, semantic_targets: Optional["SemanticTargets"] = None):
+        super().__init__(config, dataset)
+        self.check_config(config)
+        name = config["backbone"]
+        aux_interests = config_option(config, "aux_interests", self.CONFIG_FALLBACKS)
+
         self.config = config
-        self.dataset = dataset
         self.USER_ID = config["USER_ID_FIELD"]
         self.sp_weight = float(config["sp_weight"])
         self.ma_weight = float(config["ma_weight"])
         self.sp_temperature = float(config["sp_temperature"])
         self.ma_temperature = float(config["ma_temperature"])
-        self.ma_contrast = contrast
-        self.aux_decay_epochs = decay
+        self.ma_contrast = config_option(config, "ma_contrast", self.CONFIG_FALLBACKS)
+        self.aux_decay_epochs = config_option(config, "aux_decay_epochs", self.CONFIG_FALLBACKS)
         # RecBole's trainer does not tell the model its epoch: count the training batches instead.
         self.steps_per_epoch = max(1, math.ceil(len(dataset) / int(config["train_batch_size"])))
         self.training_steps = 0
@@ -115,15 +135,33 @@ class EIMF(SequentialRecommender):
                     f"{name} here has {n_pooled} pooled of {n_all} (only TransMI with "
                     f"`include_last: True` and `n_interests` >= 2 has both): use `aux_interests: all`"
                 )
-        self._targets = None
+        self._targets = semantic_targets
         self.head: Optional[nn.Module] = None
         if self.sp_weight > 0 or self.ma_weight > 0:
             # The head must exist before the trainer builds its optimizer. Its width is the text
             # encoder's; it is recorded in the config so that a checkpoint (which pickles the
-            # config) rebuilds without ESIM's cache.
+            # config) rebuilds without the targets.
+            width = int(semantic_targets.concepts.size(1)) if semantic_targets is not None else None
+            if config["semantic_dim"] and width is not None and int(config["semantic_dim"]) != width:
+                raise ConfigError(
+                    f"`semantic_dim` [{config['semantic_dim']}] does not match the text encoder's "
+                    f"dimension [{width}] of ESIM's targets: leave `semantic_dim` empty"
+                )
             if not config["semantic_dim"]:
-                config["semantic_dim"] = int(self._semantic_targets().concepts.size(1))
+                if width is None:
+                    raise ConfigError(
+                        "EIMF trains on ESIM's semantic targets: build it through the pipeline "
+                        "(recbole_eimf.quick_start.build_model or prepare_run run the `esim` stage first), "
+                        "or set `semantic_dim` to rebuild a trained model for inference"
+                    )
+                config["semantic_dim"] = width
             self.build_head(int(config["semantic_dim"]))
+            if semantic_targets is not None:
+                logger.info(
+                    f"EIMF: semantic targets for {int(semantic_targets.has_target.sum())} of "
+                    f"{semantic_targets.has_target.numel()} users, {semantic_targets.concepts.size(0)} concepts "
+                    f"of dimension {width}"
+                )
 
     # ------------------------------------------------------------------ inference: the backbone's
     def multi_interest(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
@@ -139,32 +177,18 @@ class EIMF(SequentialRecommender):
         return self.backbone.full_sort_predict(interaction)
 
     # ------------------------------------------------------------------ training
-    def _semantic_targets(self):
-        device = self.backbone.item_embedding.weight.device
-        if self._targets is not None and self._targets.concepts.device != device:
-            # Loaded before the model moved: __init__ loads them (to size the head) on the CPU,
-            # then RecBole moves the model to `device`; the targets are no buffers, so follow here.
-            self._targets = self._targets.to(device)
+    def _semantic_targets(self) -> "SemanticTargets":
         if self._targets is None:
-            from recbole_eimf.esim import load_semantic_targets
-
-            targets = load_semantic_targets(self.config, self.dataset).to(device)
-            if self.head is not None and targets.concepts.size(1) != self.head.out_features:
-                raise ConfigError(
-                    f"`semantic_dim` [{self.head.out_features}] does not match the text encoder's "
-                    f"dimension [{targets.concepts.size(1)}] of ESIM's cache"
-                )
-            self._targets = targets
-            logger.info(
-                f"EIMF: semantic targets for {int(targets.has_target.sum())} of {targets.has_target.numel()} users, "
-                f"{targets.concepts.size(0)} concepts of dimension {targets.concepts.size(1)}"
+            raise ConfigError(
+                "EIMF has no semantic targets to train on: it was built without the `esim` stage "
+                "(build it with recbole_eimf.quick_start.build_model, which runs the stage first)"
             )
+        device = self.backbone.item_embedding.weight.device
+        if self._targets.concepts.device != device:
+            # Handed in on the CPU; RecBole then moves the model to `device`, and the targets are
+            # no buffers (they are not part of the checkpoint), so they follow here.
+            self._targets = self._targets.to(device)
         return self._targets
-
-    def semantic_provenance(self) -> Optional[Dict[str, Any]]:
-        """Which ESIM targets this model trained on (:meth:`SemanticTargets.provenance`); None
-        before training has loaded them. The benchmark harness records it with each run."""
-        return self._targets.provenance() if self._targets is not None else None
 
     def build_head(self, semantic_dim: int) -> None:
         """Create the projection ``g: R^d -> R^{d_t}`` without drawing from the global RNG, so the
@@ -204,6 +228,10 @@ class EIMF(SequentialRecommender):
         target = torch.arange(logits.size(0), device=logits.device)
         contrast = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
         return match + contrast
+
+    def loss_names(self) -> Tuple[str, ...]:
+        """The names of :meth:`calculate_loss`' parts, which the trainer logs."""
+        return ("recommendation", "semantic_prediction", "modality_alignment") + self.backbone.loss_names()[1:]
 
     def calculate_loss(self, interaction):
         # The backbone's own training options (sampled softmax, hard negatives, routing

@@ -20,6 +20,7 @@ from recbole.model.layers import TransformerEncoder
 
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.model.abstract_recommender import MultiInterestRecommender
+from recbole_eimf.model.layers import attentive_pooling
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class TransMI(MultiInterestRecommender):
 
     It trains with ``train_readout: max`` by default (every item's logit is its best interest's,
     the score inference ranks by): with ComiRec's target readout the pooled interests never meet
-    the negatives, and on amazon-beauty TransMI then trails SASRec (docs/BENCHMARKS.md section 10).
+    the negatives (docs/BENCHMARKS.md compares the two readouts).
 
     The routing regulariser (``routing_reg_weight``) acts on the pooling attention, so it needs
     at least one pooled interest. ``embedding_dropout`` does not apply: ``hidden_dropout_prob``
@@ -87,8 +88,7 @@ class TransMI(MultiInterestRecommender):
         if self.include_last:
             interests.append(self.gather_indexes(h, item_seq_len - 1).unsqueeze(1))
         if self.pooling is not None:
-            att = self.pooling(h).transpose(1, 2).masked_fill((item_seq == 0).unsqueeze(1), -1e9)
-            att = torch.softmax(att, dim=-1)
+            pooled, att = attentive_pooling(h, self.pooling(h), item_seq)
             self.record_routing(att)  # the routing regulariser's matrix: pooled interests only
-            interests.append(att @ h)
+            interests.append(pooled)
         return torch.cat(interests, dim=1)

@@ -5,10 +5,12 @@ By default a chat answer states the user's interests from the labels of the item
 (deterministic JSON), and an embedding is a hashed bag of character trigrams. A *responder*
 function can script any other behaviour per request: prose, code fences, garbage, empty answers,
 HTTP errors with ``Retry-After``, delays, a connection held open past the client's timeout, or a
-dropped connection. It binds to the loopback interface only and refuses requests past
+dropped connection; :class:`Reply`'s constructors name the fault modes (``garbage``, ``empty``,
+``null_content``, ``html``, ``error``, ``hanging``) and :func:`closed_port_url` gives an address
+where nothing listens (connection refused). It binds to the loopback interface only and refuses requests past
 ``max_requests``; it is a test double for the HTTP path, not an LLM.
 
-    python -m recbole_eimf.esim.loopback --port 8000 --delay 0.2
+    python tests/support/loopback.py --port 8000 --delay 0.2
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k --llm_base_url=http://127.0.0.1:8000/v1 \\
         --llm_model=loopback --llm_api_key_env=None
 """
@@ -19,6 +21,7 @@ import argparse
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -55,6 +58,35 @@ class Reply:
     delay: float = 0.0                     # seconds to wait before answering
     hang: float = 0.0                      # seconds to hold the connection, then close it unanswered
     drop: bool = False                     # close the connection at once, unanswered
+    content_type: str = "application/json"
+
+    @classmethod
+    def garbage(cls) -> "Reply":
+        return cls(content="I'd rather talk about the weather.")
+
+    @classmethod
+    def empty(cls) -> "Reply":
+        return cls(content="")
+
+    @classmethod
+    def null_content(cls) -> "Reply":
+        """A well-formed completion whose message content is null (as after a refusal)."""
+        message = {"role": "assistant", "content": None}
+        return cls(body={"id": "chatcmpl-null", "object": "chat.completion", "created": 0, "model": "loopback",
+                         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+
+    @classmethod
+    def html(cls) -> "Reply":
+        """A proxy's login or error page, sent with HTTP 200."""
+        return cls(body="<html><body><h1>Please sign in</h1></body></html>", content_type="text/html")
+
+    @classmethod
+    def error(cls, status: int = 500, **headers: str) -> "Reply":
+        return cls(status=status, headers=dict(headers))
+
+    @classmethod
+    def hanging(cls, seconds: float = 10.0) -> "Reply":
+        return cls(hang=seconds)
 
 
 Responder = Callable[[Request], Optional[Reply]]
@@ -85,6 +117,14 @@ def hashed_embedding(text: str, dim: int = 32) -> List[float]:
         vector[bucket] += 1.0
     norm = sum(v * v for v in vector) ** 0.5 or 1.0
     return [v / norm for v in vector]
+
+
+def closed_port_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens: every request is refused at once."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    return f"http://{HOST}:{port}/v1"
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -195,10 +235,11 @@ class LoopbackLLMServer:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: Union[dict, str], headers: Dict[str, str]) -> None:
+            def _send(self, status: int, body: Union[dict, str], headers: Dict[str, str],
+                      content_type: str = "application/json") -> None:
                 payload = (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -254,7 +295,7 @@ class LoopbackLLMServer:
                     return
                 if reply.delay:
                     time.sleep(min(reply.delay, server.max_hold))
-                self._send(reply.status, server._body_for(request, reply), reply.headers)
+                self._send(reply.status, server._body_for(request, reply), reply.headers, reply.content_type)
 
         return Handler
 

@@ -1,0 +1,1 @@
+"""Test support: a loopback OpenAI-compatible server (also used by benchmarks/)."""
