@@ -20,10 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
+import yaml
+
 from recbole_eimf.config import PLACEMENT_KEYS
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.jsonl import append_record, read_records
-from recbole_eimf.utils import changed_keys, get_model
+from recbole_eimf.utils import changed_keys, get_model, properties_dir
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +43,22 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def _keys_of_other_stages(config) -> set:
+    """The keys of pipeline stages the config's model does not run (ESIM's, for SASRec): a value
+    given to every model of a benchmark (``--esim_seed``) changes nothing there."""
+    from recbole_eimf.quick_start.stages import STAGES, declared_stages
+
+    keys: set = set()
+    for name in set(STAGES) - set(declared_stages(config)):
+        keys |= set(yaml.safe_load((properties_dir() / f"{name}.yaml").read_text(encoding="utf-8")) or {})
+    return keys
+
+
 def fingerprint(config, exclude: Iterable[str] = ()) -> Dict[str, Any]:
-    """The resolved settings of a run with ``config``, minus :data:`LOCAL_KEYS` and ``exclude``
-    (e.g. ``seed`` where the seed is part of the run's key instead)."""
-    skip = LOCAL_KEYS | set(exclude)
+    """The resolved settings of a run with ``config``, minus :data:`LOCAL_KEYS`, the keys of
+    stages the model does not run, and ``exclude`` (e.g. ``seed`` where the seed is part of the
+    run's key instead)."""
+    skip = LOCAL_KEYS | _keys_of_other_stages(config) | set(exclude)
     return plain({key: value for key, value in config.final_config_dict.items() if key not in skip})
 
 

@@ -335,7 +335,7 @@ def test_runs_record_their_defaults_and_changed_defaults_are_not_mixed_in(workdi
     monkeypatch.setattr(config_module, "model_properties_dir", lambda: properties / "model")
     monkeypatch.setattr(runner_module, "run_one", _no_training)
     run_benchmark("ml-100k", ["ComiRecSA"], seeds=[2020], output_dir=out, overrides=SMALL)  # same contents
-    model_yaml = properties / "model" / "ComiRecSA.yaml"
+    model_yaml = properties / "model" / "MultiInterestRecommender.yaml"  # what every backbone shares
     shipped = model_yaml.read_text()
     model_yaml.write_text(shipped.replace("train_readout: 'target'", "train_readout: 'max'"))
     with pytest.raises(BenchmarkSetupError, match=r"train_readout: target -> max"):
@@ -365,7 +365,7 @@ def test_a_key_added_to_the_defaults_with_its_fallback_keeps_earlier_runs(workdi
     properties = workdir / "properties"
     shutil.copytree(model_properties_dir().parent, properties)
     monkeypatch.setattr(config_module, "model_properties_dir", lambda: properties / "model")
-    model_yaml = properties / "model" / "ComiRecSA.yaml"
+    model_yaml = properties / "model" / "MultiInterestRecommender.yaml"  # what every backbone shares
     shipped = model_yaml.read_text()
     assert "train_readout: 'target'" in shipped
     # The yaml as it was before `train_readout` existed.
@@ -660,8 +660,9 @@ def test_config_fallbacks_name_shipped_keys_and_merge_the_backbones():
     def fallbacks(model, **keys):
         return config_fallbacks(Config(model=model, dataset="ml-100k", config_dict=keys))
 
+    shared = yaml.safe_load((model_properties_dir() / "MultiInterestRecommender.yaml").read_text())
     for model in ("ComiRecSA", "ComiRecDR", "MIND", "TransMI"):
-        shipped = yaml.safe_load((model_properties_dir() / f"{model}.yaml").read_text())
+        shipped = {**shared, **yaml.safe_load((model_properties_dir() / f"{model}.yaml").read_text())}
         own = fallbacks(model)
         assert own, model
         ignored = {"embedding_dropout"} if model == "TransMI" else set()  # it warns and uses hidden_dropout_prob
