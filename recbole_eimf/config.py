@@ -35,6 +35,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
+from recbole_eimf.config_keys import check_config_keys
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.secrets import check_config as check_config_secrets
 from recbole_eimf.utils import get_model, model_properties_dir, properties_dir, tuned_dir, tuned_name
@@ -45,7 +46,7 @@ from recbole_eimf.utils import get_model, model_properties_dir, properties_dir, 
 PLACEMENT_KEYS = {
     "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
     "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
-    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir",
+    "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir", "strict_config",
 }
 
 
@@ -77,6 +78,7 @@ class Config(RecBoleConfig):
             config_dict=config_dict,
         )
         check_config_secrets(self.final_config_dict)  # before anything logs or records the config
+        check_config_keys(self, config_file_list)  # a misspelt key warns (strict_config: refused)
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
         pass

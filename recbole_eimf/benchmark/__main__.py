@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from recbole_eimf.benchmark.runner import ESIM_DIR, BenchmarkSetupError, check_inputs, run_benchmark
-from recbole_eimf.data import DatasetNotFoundError
-from recbole_eimf.errors import ConfigError
-from recbole_eimf.esim.errors import EsimError
+from recbole_eimf.config_keys import known_keys, suggestion
+from recbole_eimf.errors import UserError
 from recbole_eimf.progress_log import progress_logging
 
 logger = logging.getLogger("recbole_eimf.benchmark")
@@ -100,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _misspelt_flag(parser: argparse.ArgumentParser, key: str) -> Optional[str]:
+    """The harness flag that ``key``, an unknown config key, abbreviates or misspells (``out``: output_dir)."""
+    if key in known_keys():
+        return None
+    flags = [action.dest for action in parser._actions if action.option_strings and action.dest != "help"]
+    prefixed = [flag for flag in flags if flag.startswith(key)]
+    return prefixed[0] if prefixed else suggestion(key, flags)
+
+
 def parse_overrides(parser: argparse.ArgumentParser, extra: Sequence[str]) -> Dict[str, str]:
     """``--key=value`` arguments the harness does not know, as RecBole config overrides."""
     overrides: Dict[str, str] = {}
@@ -107,6 +115,9 @@ def parse_overrides(parser: argparse.ArgumentParser, extra: Sequence[str]) -> Di
         if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
             parser.error(f"unrecognized argument {arg!r}: config overrides are written --key=value")
         key, value = arg[2:].split("=", 1)
+        flag = _misspelt_flag(parser, key)
+        if flag:
+            parser.error(f"--{key} is neither a flag of the harness nor a config key: did you mean --{flag}?")
         if key in overrides and overrides[key] != value:
             parser.error(f"--{key} given twice with different values")
         overrides[key] = value
@@ -144,8 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 reference=args.reference,
                 esim_only=args.esim_only,
             )
-    # Raised before any training (ESIM's errors: by the targets built before parallel runs start).
-    except (BenchmarkSetupError, DatasetNotFoundError, ConfigError, EsimError) as err:
+    # Raised before any training (ESIM's errors: by the targets built before the runs start).
+    except (BenchmarkSetupError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.esim_only:

@@ -48,6 +48,7 @@ from recbole_eimf.config import Config
 from recbole_eimf.experiments import config_fallbacks, describe_diff, fingerprint, fingerprint_diff
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.environment import device_name
+from recbole_eimf.errors import UserError
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging, start_run, train_and_test
 from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
@@ -457,7 +458,9 @@ def run_benchmark(
         if not keep_checkpoints:
             shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
         if error is not None:
-            logger.error(f"{where} {model} seed {seed} failed: {type(error).__name__}: {error}", exc_info=error)
+            # A user error's message says what to fix: its traceback would only bury it.
+            logger.error(f"{where} {model} seed {seed} failed: {type(error).__name__}: {error}",
+                         exc_info=None if isinstance(error, UserError) else error)
             summary.failed.append((model, seed, f"{type(error).__name__}: {error}"))
             gc.collect()
             if torch.cuda.is_available():
@@ -500,23 +503,27 @@ def run_benchmark(
         # Leftovers of an interrupted run go first.
         shutil.rmtree(checkpoint_dir(model, seed), ignore_errors=True)
 
-    if jobs > 1 and len(todo) > 1:
+    parallel = jobs > 1 and len(todo) > 1
+    if parallel:
         # Seed-major order: a benchmark cut short still has every model on its first seed.
         todo.sort(key=lambda key: (seeds.index(key[1]), models.index(key[0])))
-        # The models whose pipeline has stages (EIMF's ESIM) get them built first.
-        esim_models = {m for m in models if declared_stages(build_config(m, dataset, seeds[0], files_per_model[m],
-                                                                          overrides, output_dir, esim_defaults))}
-        # Before parallel runs start, so that the folder's cache is built (and an LLM paid) once,
-        # not by every EIMF run that starts at the same moment; variants may ask for other settings.
-        first_seed = {}
-        for model, seed in todo:
-            if model in esim_models:
-                first_seed.setdefault(model, seed)
+    # The models whose pipeline has stages (EIMF's ESIM) get them built first, before any run
+    # starts: the folder's cache is built (and an LLM paid) once, not by every EIMF run that starts
+    # at the same moment, and a stage's error stops the benchmark before training (exit 2), as
+    # ``--stage=esim`` does (with --jobs=1 too); variants may ask for other settings.
+    esim_models = {m for m in models if declared_stages(build_config(m, dataset, seeds[0], files_per_model[m],
+                                                                      overrides, output_dir, esim_defaults))}
+    first_seed = {}
+    for model, seed in todo:
+        if model in esim_models:
+            first_seed.setdefault(model, seed)
+    if first_seed:
         build_stage_caches((
             (model, build_config(model, dataset, seed, files_per_model[model], overrides, checkpoint_dir(model, seed),
                                  esim_defaults))
             for model, seed in first_seed.items()
         ), logger)
+    if parallel:
         threads = cpu_threads_per_job(jobs)
         logger.info(f"{len(todo)} runs, {jobs} at a time ({threads} CPU thread(s) each; logs in {output_dir / LOGS_DIR})")
         run_parallel(

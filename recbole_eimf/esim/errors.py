@@ -1,9 +1,9 @@
 """Errors ESIM raises besides :class:`recbole_eimf.errors.ConfigError`."""
 
-from recbole_eimf.errors import ConfigError
+from recbole_eimf.errors import ConfigError, UserError
 
 
-class EsimError(RuntimeError):
+class EsimError(UserError, RuntimeError):
     """ESIM cannot produce semantic targets from what it was given (the message says why)."""
 
 

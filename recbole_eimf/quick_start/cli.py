@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
-from recbole_eimf.errors import ConfigError, DatasetNotFoundError
+from recbole_eimf.errors import UserError
 
 EXAMPLES = """\
 examples:
@@ -68,13 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _esim(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> None:
-    from recbole_eimf.esim import EsimError
     from recbole_eimf.quick_start.quick_start import run_esim_stage
 
     dry_run = None if args.dry_run is None else args.dry_run.strip().lower() in ("1", "true", "yes")
     try:
         print(run_esim_stage(model=args.model, dataset=args.dataset, config_file_list=config_file_list, dry_run=dry_run))
-    except (ConfigError, DatasetNotFoundError, EsimError) as err:
+    except UserError as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:  # answers received so far are in ESIM's cache; the log says where
         print("interrupted: a rerun asks only for the answers still missing", file=sys.stderr)
@@ -101,7 +100,7 @@ def _tune(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> No
                 algo=args.algo, max_evals=args.max_evals, output_dir=args.output_dir, tuned_dir=args.tuned_dir,
                 jobs=args.jobs, seeds=_seed_list(args.seeds),
             )
-    except (ConfigError, DatasetNotFoundError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     print(f"\nbest of {len(tuned['trials'])} trials: {tuned['best']['params']}")
     print(f"{format_results(tuned['best'])}\n\ntrials and best.yaml in {tuned['output_dir']}")
@@ -114,7 +113,7 @@ def _train(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> N
 
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
-    except (ConfigError, DatasetNotFoundError) as err:
+    except UserError as err:  # ESIM's too: EIMF's stage runs as the run is prepared
         sys.exit(f"error: {err}")
     print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
     if result.get("model_file"):

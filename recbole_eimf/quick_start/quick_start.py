@@ -13,10 +13,11 @@ import torch
 
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_eimf.compat import trusted_load
+from recbole_eimf.checkpoint import check_fingerprint, read_checkpoint, stamp_fingerprint
 from recbole_eimf.config import Config
-from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.data import check_splits, create_dataset, data_preparation
 from recbole_eimf.environment import log_environment
+from recbole_eimf.memory import warn_if_batch_exceeds_memory
 from recbole_eimf.quick_start.stages import prepare_stages, stage_provenance
 from recbole_eimf.utils import get_model, get_trainer
 
@@ -104,10 +105,13 @@ def prepare_run(config) -> PreparedRun:
     logger = logging.getLogger()
     dataset = create_dataset(config)
     logger.info(dataset)
+    stamp_fingerprint(config, dataset)  # saved with every checkpoint: see load_data_and_model
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    check_splits(config, dataset, train_data, valid_data, test_data)  # before a stage (ESIM) needs histories
     stage_outputs = prepare_stages(config, train_data._dataset, logger)
     model = build_model(config, train_data._dataset, stage_outputs)
     logger.info(model)
+    warn_if_batch_exceeds_memory(config, model, train_data)
     return PreparedRun(dataset, train_data, valid_data, test_data, model, stage_outputs)
 
 
@@ -206,9 +210,11 @@ def run_esim_stage(
 def load_data_and_model(model_file: str):
     """Reload a checkpoint written by :func:`run_recbole_eimf` with its data (RecBole's helper).
 
-    Returns ``(config, model, dataset, train_data, valid_data, test_data)``.
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)``. Raises
+    :class:`~recbole_eimf.errors.CheckpointError` for a file that is not a readable checkpoint, or
+    when the dataset's users and items are not those the model was trained on.
     """
-    checkpoint = trusted_load(model_file, map_location="cpu")
+    checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
     if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
         # Trained on a GPU, reloaded where there is none (e.g. to analyse it on a laptop).
@@ -218,6 +224,7 @@ def load_data_and_model(model_file: str):
         config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
+    check_fingerprint(config, dataset, model_file)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
