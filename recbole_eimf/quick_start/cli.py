@@ -85,7 +85,7 @@ def _explain(args: argparse.Namespace) -> None:
 
     try:
         print(run_explain_stage(args.model_file, args.users))
-    except (ConfigError, DatasetNotFoundError) as err:
+    except UserError as err:
         sys.exit(f"error: {err}")
 
 
