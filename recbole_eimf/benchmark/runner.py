@@ -298,8 +298,8 @@ def run_one(
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config) as run_logger:  # RecBole's handlers: the run's own log file
         run_logger.info(config)
-        environment = log_environment(run_logger, config["device"])
         dataset, train_data, valid_data, test_data, model = prepare_run(config)
+        environment = log_environment(run_logger, config["device"])  # after prepare_run chose the threads
         n_params = sum(p.numel() for p in model.parameters())
 
         trainer_class = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))

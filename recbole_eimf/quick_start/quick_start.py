@@ -15,6 +15,8 @@ from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.environment import log_environment
+from recbole_eimf.threads import apply_threads
+from recbole_eimf.trim import apply_trim_padding
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -59,16 +61,19 @@ def prepare_run(config) -> Tuple[object, object, object, object, torch.nn.Module
     """Dataset, splits and model of one run, in ``run_recbole``'s order and with its seeding.
 
     Returns ``(dataset, train_data, valid_data, test_data, model)``; the model is on
-    ``config["device"]``. Every training entry point of the plugin (:func:`run_recbole_eimf`, the
+    ``config["device"]``, with the run's thread count set (``threads``) and running on trimmed
+    batches where that is exact (``trim_padding``). Every training entry point of the plugin (:func:`run_recbole_eimf`, the
     benchmark harness) builds its run here, so they train the same model from the same seed.
     """
     logger = logging.getLogger()
+    logger.info(apply_threads(config))
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
+    logger.info(apply_trim_padding(model, config))
     return dataset, train_data, valid_data, test_data, model
 
 
@@ -92,9 +97,8 @@ def run_recbole_eimf(
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
-    environment = log_environment(logger, config["device"])
-
     _, train_data, valid_data, test_data, model = prepare_run(config)
+    environment = log_environment(logger, config["device"])  # after prepare_run chose the threads
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
@@ -133,6 +137,7 @@ def load_data_and_model(model_file: str):
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
+    apply_trim_padding(model, config)
     return config, model, dataset, train_data, valid_data, test_data
 
 

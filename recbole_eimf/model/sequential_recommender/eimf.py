@@ -65,6 +65,9 @@ class EIMF(SequentialRecommender):
     # Keys added after the first release, and the value that reproduces the behaviour from before.
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
 
+    # Its backbone trims its own batches (MultiInterestRecommender.user_interests).
+    TRIMS_PADDING = True
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
