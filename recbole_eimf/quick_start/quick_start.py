@@ -14,6 +14,7 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
+from recbole_eimf.data.length_grouping import apply_length_grouping
 from recbole_eimf.environment import log_environment
 from recbole_eimf.threads import apply_threads
 from recbole_eimf.trim import apply_trim_padding
@@ -70,6 +71,7 @@ def prepare_run(config) -> Tuple[object, object, object, object, torch.nn.Module
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    logger.info(apply_length_grouping(train_data, config))
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
