@@ -91,11 +91,11 @@ class _DropoutMasks:
             dims = self.layout[k]
             full = [self.batch if d == "B" else self.length if d == "L" else n for d, n in zip(dims, x.shape)]
             self.masks.append(torch.empty(full, dtype=x.dtype, device=x.device).bernoulli_(1 - module.p).div_(1 - module.p))
-        mask = self.masks[k].index_select(0, self.rows)
+        mask = self.masks[k]
         for dim, kind in enumerate(self.layout[k]):
             if kind == "L":
-                mask = mask.narrow(dim, 0, self.longest)
-        return x * mask
+                mask = mask.narrow(dim, 0, self.longest)  # a view: only the group's part is copied
+        return x * mask.index_select(0, self.rows)
 
     @contextlib.contextmanager
     def active(self, mode: str):
