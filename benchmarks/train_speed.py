@@ -14,6 +14,15 @@ ESIM step). A model may carry its own overrides after ``@``, so one run compares
     python benchmarks/train_speed.py --dataset=amazon-beauty \
         --models=ComiRecSA@trim_padding=False,ComiRecSA --batches=6 --rounds=3
 
+Models run as the plugin's run path builds them (``recbole_eimf.trim``: trimmed batches where
+exact), with the run's thread count (``--threads=N``, or auto: ``recbole_eimf.threads``). Stock
+RecBole against the plugin's default path, both measured in one run:
+
+    python benchmarks/train_speed.py --dataset=amazon-beauty \
+        --models=SASRec@trim_padding=False,SASRec,GRU4Rec@trim_padding=False,GRU4Rec --batches=4 --rounds=3
+
+``--thread_counts=1,2`` times every model at each count in turn, within each round.
+
 Prints a markdown table. ``--profile=N`` then prints, per model, the N operators that took the
 most CPU time over one more pass of its training batches (``torch.profiler``): where an epoch goes.
 """
@@ -32,6 +41,7 @@ from recbole_eimf.config import Config, command_line_value
 from recbole_eimf.data import create_dataset, data_preparation
 from recbole_eimf.environment import describe_environment, run_environment
 from recbole_eimf.quick_start import build_model
+from recbole_eimf.threads import apply_threads
 
 
 def train_seconds(model, optimizer, batches, anomaly: bool) -> float:
@@ -79,6 +89,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--anomaly", action="store_true", help="also time with anomaly detection on")
     parser.add_argument("--profile", type=int, default=0, help="then list each model's N costliest operators")
+    parser.add_argument("--thread_counts", default="", help="e.g. 1,2: time every model at each torch thread count")
     args, extra = parser.parse_known_args()
     overrides = {}
     for item in extra:  # --key=value, values read as Python literals where they parse
@@ -93,16 +104,25 @@ def main() -> None:
         config = Config(model=name, dataset=args.dataset, config_dict=settings)
         train, _, test = data_preparation(config, create_dataset(config))
         device = config["device"]
+        start = time.perf_counter()  # RecBole's loader (collate, BERT4Rec's masking): not in s/batch
         batches = [b.to(device) for _, b in zip(range(args.batches), train)]
+        print(f"{spec}: loading a training batch took {(time.perf_counter() - start) / len(batches):.3f} s")
         tests = [b[0].to(device) for _, b in zip(range(max(1, args.batches // 5)), test)]
-        model = build_model(config, train._dataset)  # after the model's pipeline stages (EIMF: ESIM)
+        model = build_model(config, train._dataset)  # its pipeline stages, then trimmed where exact
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
         train_seconds(model, optimizer, batches[:1], anomaly=False)  # warm-up
         setups[spec] = (model, optimizer, batches, tests, len(train))
 
+    print(apply_threads(config))
+    counts = [int(n) for n in args.thread_counts.split(",")] if args.thread_counts else [torch.get_num_threads()]
+    if len(counts) > 1:  # one row per model and thread count
+        setups = {f"{name} @ {n} thread(s)": (*setup, n) for name, setup in setups.items() for n in counts}
+    else:
+        setups = {name: (*setup, counts[0]) for name, setup in setups.items()}
     times = {name: {"off": [], "on": [], "infer": []} for name in setups}
     for _ in range(args.rounds):
-        for name, (model, optimizer, batches, tests, _) in setups.items():
+        for name, (model, optimizer, batches, tests, _, threads) in setups.items():
+            torch.set_num_threads(threads)
             times[name]["off"].append(train_seconds(model, optimizer, batches, anomaly=False))
             if args.anomaly:
                 times[name]["on"].append(train_seconds(model, optimizer, batches, anomaly=True))
@@ -110,15 +130,17 @@ def main() -> None:
 
     first = next(iter(setups))
     base = statistics.median(times[first]["off"])
-    header = f"| model ({args.dataset}, {config['device']}, {torch.get_num_threads()} threads) | s/batch | est. s/epoch | vs {first} | full-sort s/batch"
+    base_infer = statistics.median(times[first]["infer"])
+    header = f"| model ({args.dataset}, {config['device']}, {counts} threads) | s/batch | est. s/epoch | vs {first} | full-sort s/batch | full-sort vs {first}"
     header += " | s/batch, anomaly on | anomaly on/off |" if args.anomaly else " |"
     # Seconds belong to a machine: name it above the table (recbole_eimf/environment.py).
     print(f"environment: {describe_environment(run_environment(config['device']))}\n")
     print(header)
-    print("|" + " --- |" * (7 if args.anomaly else 5))
-    for name, (_, _, _, _, n_batches) in setups.items():
+    print("|" + " --- |" * (8 if args.anomaly else 6))
+    for name, (_, _, _, _, n_batches, _) in setups.items():
         off = statistics.median(times[name]["off"])
-        row = f"| {name} | {off:.3f} | {off * n_batches:.0f} | {off / base:.2f}x | {statistics.median(times[name]['infer']):.3f}"
+        infer = statistics.median(times[name]["infer"])
+        row = f"| {name} | {off:.3f} | {off * n_batches:.0f} | {base / off:.2f}x faster | {infer:.3f} | {base_infer / infer:.2f}x faster"
         if args.anomaly:
             on = statistics.median(times[name]["on"])
             row += f" | {on:.3f} | {on / off:.2f}x |"
@@ -128,7 +150,8 @@ def main() -> None:
 
     if not args.profile:
         return
-    for name, (model, optimizer, batches, _, _) in setups.items():
+    for name, (model, optimizer, batches, _, _, threads) in setups.items():
+        torch.set_num_threads(threads)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
             train_seconds(model, optimizer, batches, anomaly=False)
         print(f"\n{name}: the {args.profile} costliest operators over {len(batches)} training batches\n")

@@ -15,6 +15,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
 from recbole_eimf.errors import ConfigError
+from recbole_eimf.trim import length_groups
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class MultiInterestRecommender(SequentialRecommender):
 
     # Keys a config may lack, and what that means (module-level CONFIG_FALLBACKS).
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = CONFIG_FALLBACKS
+    # Exact under trimming, and trims its own batches (user_interests): recbole_eimf.trim leaves it.
+    TRIMS_PADDING: ClassVar[bool] = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -319,11 +322,7 @@ class MultiInterestRecommender(SequentialRecommender):
         length = item_seq.size(1)
         if not self.trim_padding or item_seq.size(0) < 2:
             return self.multi_interest(item_seq, item_seq_len)
-        lengths = item_seq_len.clamp(1, length)
-        group = torch.ceil(torch.log2(lengths.to(torch.float32))).long()
-        by_group = group.argsort(stable=True)  # the batch's rows, group after group
-        _, counts = torch.unique(group, sorted=True, return_counts=True)
-        groups = [(rows, int(lengths[rows].max())) for rows in by_group.split(counts.tolist())]
+        groups, order = length_groups(item_seq_len, length)
         if len(groups) == 1 and groups[0][1] == length:
             return self.multi_interest(item_seq, item_seq_len)
         parts, records = [], []
@@ -334,7 +333,6 @@ class MultiInterestRecommender(SequentialRecommender):
                 recorded = torch.cat(self._routing_records[seen:], dim=1)
                 del self._routing_records[seen:]
                 records.append(F.pad(recorded, (0, length - longest)))  # padding weighs 0
-        order = by_group.argsort()  # back to the batch's row order
         if self.recording_routing:
             self._routing_records.append(torch.cat(records)[order])
         return torch.cat(parts)[order]

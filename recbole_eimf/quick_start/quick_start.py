@@ -16,9 +16,12 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_eimf.checkpoint import check_fingerprint, read_checkpoint, stamp_fingerprint
 from recbole_eimf.config import Config
 from recbole_eimf.data import check_splits, create_dataset, data_preparation
+from recbole_eimf.data.length_grouping import apply_length_grouping
 from recbole_eimf.environment import log_environment
 from recbole_eimf.memory import warn_if_batch_exceeds_memory
 from recbole_eimf.quick_start.stages import prepare_stages, stage_provenance
+from recbole_eimf.threads import apply_threads
+from recbole_eimf.trim import apply_trim_padding
 from recbole_eimf.utils import get_model, get_trainer
 
 REPORTED_SPLITS = ("best_valid_result", "test_result")
@@ -67,6 +70,7 @@ def start_run(config) -> Dict[str, Any]:
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    logger.info(apply_threads(config))  # before the environment is recorded: it names the threads
     return log_environment(logger, config["device"])
 
 
@@ -87,14 +91,17 @@ class PreparedRun:
 
 
 def build_model(config, train_dataset, stage_outputs: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
-    """The config's model on ``config["device"]``, built from a fixed seed after its stages ran.
+    """The config's model on ``config["device"]``, built from a fixed seed after its stages ran,
+    running on trimmed batches where that gives the same outputs (``trim_padding``).
 
     ``stage_outputs``: what :func:`~recbole_eimf.quick_start.stages.prepare_stages` returned; run
     here when None. A model that declares no stage gets none."""
     if stage_outputs is None:
         stage_outputs = prepare_stages(config, train_dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    return get_model(config["model"])(config, train_dataset, **stage_outputs).to(config["device"])
+    model = get_model(config["model"])(config, train_dataset, **stage_outputs).to(config["device"])
+    logging.getLogger().info(apply_trim_padding(model, config))  # on trimmed batches where that is exact
+    return model
 
 
 def prepare_run(config) -> PreparedRun:
@@ -109,6 +116,7 @@ def prepare_run(config) -> PreparedRun:
     train_data, valid_data, test_data = data_preparation(config, dataset)
     check_splits(config, dataset, train_data, valid_data, test_data)  # before a stage (ESIM) needs histories
     stage_outputs = prepare_stages(config, train_data._dataset, logger)
+    logger.info(apply_length_grouping(train_data, config))
     model = build_model(config, train_data._dataset, stage_outputs)
     logger.info(model)
     warn_if_batch_exceeds_memory(config, model, train_data)
@@ -230,6 +238,7 @@ def load_data_and_model(model_file: str):
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
+    apply_trim_padding(model, config)
     return config, model, dataset, train_data, valid_data, test_data
 
 

@@ -78,6 +78,9 @@ class EIMF(SequentialRecommender):
     # Keys added after the first release, and the value that reproduces the behaviour from before.
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
 
+    # Its backbone trims its own batches (MultiInterestRecommender.user_interests).
+    TRIMS_PADDING = True
+
     @classmethod
     def stages_for(cls, config) -> Tuple[str, ...]:
         """The stages a run with ``config`` needs: none when both auxiliary weights are 0."""
