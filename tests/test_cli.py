@@ -104,7 +104,7 @@ def test_cli_tunes_from_a_params_file(tmp_path):
         cwd=tmp_path,
     )
     assert other.returncode != 0 and "Traceback" not in other.stderr
-    assert "trials.jsonl holds the trials of another search (epochs: 1 -> 2)" in other.stderr
+    assert "trials.jsonl holds the runs of another experiment (epochs: 1 -> 2)" in other.stderr
     assert "--output_dir" in other.stderr
 
 
