@@ -9,6 +9,7 @@
     # each trial on three seeds, scored by the mean (a small test set: one seed is noisy)
     python run_recbole_eimf.py ... --params_file=props/hyper/eimf-transmi.hyper --seeds=2020,2021,2022 --jobs=6
     python run_recbole_eimf.py --stage=esim --dataset=ml-100k [--dry_run=True]   # ESIM alone
+    python run_recbole_eimf.py --model=SASRec --nproc=2   # 2 data-parallel ranks (recbole_eimf.distributed)
 
 Every other ``--key=value`` is a RecBole config override (read by the Config itself).
 """
@@ -17,6 +18,7 @@ import argparse
 import logging
 import sys
 
+from recbole_eimf.distributed import reports_results
 from recbole_eimf.errors import ConfigError, DatasetNotFoundError
 from recbole_eimf.quick_start import format_results, run_recbole_eimf
 
@@ -87,6 +89,8 @@ if __name__ == "__main__":
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
     except (ConfigError, DatasetNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if result is None or not reports_results():  # rank 0 reports (on another machine, or under torchrun)
+        sys.exit(0)
     print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
     if result.get("model_file"):
         print(f"\ncheckpoint: {result['model_file']}")

@@ -33,6 +33,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
+from recbole_eimf import distributed
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.utils import get_model, model_properties_dir, props_dir, tuned_dir, tuned_name
 
@@ -73,6 +74,9 @@ class Config(RecBoleConfig):
             config_file_list=list(config_file_list) if config_file_list else None,
             config_dict=config_dict,
         )
+
+    def _init_device(self) -> None:  # gloo on CPUs, nccl on GPUs (recbole_eimf.distributed)
+        distributed.init_device(self.final_config_dict, super()._init_device)
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
         pass

@@ -11,6 +11,7 @@ import torch
 
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_eimf import distributed
 from recbole_eimf.compat import trusted_load
 from recbole_eimf.config import Config
 from recbole_eimf.data import create_dataset, data_preparation
@@ -85,21 +86,36 @@ def run_recbole_eimf(
     ``run_recbole``: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
     ``test_result``, plus ``model_file`` (the saved checkpoint, when ``saved``) and
     ``environment`` (versions, processor and threads: :mod:`recbole_eimf.environment`).
+
+    With ``nproc`` > 1 (or ``world_size``) it trains on that many ranks of this machine
+    (:mod:`recbole_eimf.distributed`) and returns rank 0's result.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    launch = distributed.launch_settings(config)
+    if config["single_spec"] and launch.distributed:
+        distributed.check_launch(config, launch)
     init_seed(config["seed"], config["reproducibility"])
     init_logging(config)
     logger = logging.getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    if launch.distributed:
+        distributed.build_esim_first(config, logger)  # once, not by every rank at the same moment
+    if config["single_spec"] and launch.distributed:
+        logger.info(f"training on {launch.nproc} rank(s) of {launch.world_size}")
+        return distributed.spawn_ranks(run_recbole_eimf, launch, config_dict, model=model, dataset=dataset,
+                                       config_file_list=config_file_list, saved=saved)
     environment = log_environment(logger, config["device"])
 
     _, train_data, valid_data, test_data, model = prepare_run(config)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = distributed.make_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), config, model)
+    distributed.share_checkpoint(trainer)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    distributed.barrier(config)  # rank 0's last checkpoint is written before any rank loads it
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    distributed.finish(config)
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
@@ -120,6 +136,7 @@ def load_data_and_model(model_file: str):
     """
     checkpoint = trusted_load(model_file, map_location="cpu")
     config = checkpoint["config"]
+    distributed.as_single_process(config)  # trained on several ranks: reloaded in one process
     if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
         # Trained on a GPU, reloaded where there is none (e.g. to analyse it on a laptop).
         logging.getLogger(__name__).warning(

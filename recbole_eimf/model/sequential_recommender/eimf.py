@@ -65,6 +65,11 @@ class EIMF(SequentialRecommender):
     # Keys added after the first release, and the value that reproduces the behaviour from before.
     CONFIG_FALLBACKS: ClassVar[Mapping[str, Any]] = {"aux_decay_epochs": 0, "ma_contrast": True, "aux_interests": "all"}
 
+    @staticmethod
+    def runs_esim(config) -> bool:
+        """Whether training with ``config`` needs ESIM's semantic targets (built before ranks start)."""
+        return config["sp_weight"] > 0 or config["ma_weight"] > 0
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         from recbole_eimf.utils import get_model, plugin_model_names  # here: utils imports the model package
