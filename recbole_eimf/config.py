@@ -35,6 +35,7 @@ import yaml
 import recbole_eimf  # noqa: F401  (applies the compatibility shims before RecBole loads)
 from recbole.config import Config as RecBoleConfig
 
+from recbole_eimf import distributed
 from recbole_eimf.config_keys import check_config_keys
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.secrets import check_config as check_config_secrets
@@ -79,6 +80,9 @@ class Config(RecBoleConfig):
         )
         check_config_secrets(self.final_config_dict)  # before anything logs or records the config
         check_config_keys(self, config_file_list)  # a misspelt key warns (strict_config: refused)
+
+    def _init_device(self) -> None:  # gloo on CPUs, nccl on GPUs (recbole_eimf.distributed)
+        distributed.init_device(self.final_config_dict, super()._init_device)
 
     def compatibility_settings(self) -> None:  # numpy aliases are handled by recbole_eimf.compat
         pass

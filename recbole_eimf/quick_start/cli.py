@@ -18,6 +18,7 @@ examples:
   python run_recbole_eimf.py --dataset=ml-100k                         # EIMF: ESIM, then training
   python run_recbole_eimf.py --model=SASRec --dataset=amazon-beauty --epochs=20
   python run_recbole_eimf.py --model=EIMF --backbone=TransMI --n_interests=8 --learning_rate=0.002
+  python run_recbole_eimf.py --model=SASRec --nproc=2                   # 2 data-parallel ranks
   python run_recbole_eimf.py --stage=esim --dataset=ml-100k --dry_run=True   # ESIM alone, or its cost
   python run_recbole_eimf.py --stage=explain --model_file=saved/EIMF-<date>.pth --users=random:10
   python run_recbole_eimf.py --model=TransMI --params_file=props/hyper/transmi.hyper \\
@@ -109,12 +110,15 @@ def _tune(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> No
 
 
 def _train(args: argparse.Namespace, config_file_list: Optional[List[str]]) -> None:
+    from recbole_eimf.distributed import reports_results
     from recbole_eimf.quick_start import format_results, run_recbole_eimf
 
     try:
         result = run_recbole_eimf(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
     except UserError as err:  # ESIM's too: EIMF's stage runs as the run is prepared
         sys.exit(f"error: {err}")
+    if result is None or not reports_results():  # rank 0 reports (on another machine, or under torchrun)
+        return
     print(f"\n{args.model} on {args.dataset} (best validation checkpoint)\n{format_results(result)}")
     if result.get("model_file"):
         print(f"\ncheckpoint: {result['model_file']}")

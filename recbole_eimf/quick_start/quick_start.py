@@ -13,6 +13,7 @@ import torch
 
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_eimf import distributed
 from recbole_eimf.checkpoint import check_fingerprint, read_checkpoint, stamp_fingerprint
 from recbole_eimf.config import Config
 from recbole_eimf.data import check_splits, create_dataset, data_preparation
@@ -143,14 +144,17 @@ def train_and_test(config, run: PreparedRun, trainer, saved: bool = True) -> Tra
     model when ``saved`` is False); logs both results. The test pass (full-sort inference,
     loading the checkpoint included) is timed."""
     logger = logging.getLogger()
+    distributed.share_checkpoint(trainer)  # every rank loads the checkpoint rank 0 writes
     best_valid_score, best_valid_result = trainer.fit(
         run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    distributed.barrier(config)  # rank 0's last checkpoint is written before any rank loads it
     _synchronize(config["device"])
     started = time.perf_counter()
     test_result = trainer.evaluate(run.test_data, load_best_model=saved, show_progress=config["show_progress"])
     _synchronize(config["device"])
     seconds = time.perf_counter() - started
+    distributed.finish(config)
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return TrainedRun(best_valid_score, best_valid_result, test_result, seconds)
@@ -169,12 +173,24 @@ def run_recbole_eimf(
     ``run_recbole``: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
     ``test_result``, plus ``model_file`` (the saved checkpoint, when ``saved``) and
     ``environment`` (versions, processor and threads: :mod:`recbole_eimf.environment`).
+
+    With ``nproc`` > 1 (or ``world_size``) it trains on that many ranks of this machine
+    (:mod:`recbole_eimf.distributed`) and returns rank 0's result.
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    launch = distributed.launch_settings(config)
+    if config["single_spec"] and launch.distributed:
+        distributed.check_launch(config, launch)
     init_logging(config)
     environment = start_run(config)
+    if launch.distributed:
+        distributed.build_stages_first(config, logging.getLogger())  # once, not by every rank at the same moment
+    if config["single_spec"] and launch.distributed:
+        logging.getLogger().info(f"training on {launch.nproc} rank(s) of {launch.world_size}")
+        return distributed.spawn_ranks(run_recbole_eimf, launch, config_dict, model=model, dataset=dataset,
+                                       config_file_list=config_file_list, saved=saved)
     run = prepare_run(config)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, run.model)
+    trainer = distributed.make_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), config, run.model)
     result = train_and_test(config, run, trainer, saved=saved)
     return {
         "best_valid_score": result.best_valid_score,
@@ -224,6 +240,7 @@ def load_data_and_model(model_file: str):
     """
     checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
+    distributed.as_single_process(config)  # trained on several ranks: reloaded in one process
     if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
         # Trained on a GPU, reloaded where there is none (e.g. to analyse it on a laptop).
         logging.getLogger(__name__).warning(
