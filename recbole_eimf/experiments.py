@@ -115,7 +115,7 @@ class ExperimentLog:
         changed += fingerprint_diff(found.get("settings") or {}, self.header.get("settings") or {})
         raise ConfigError(
             f"{self.path} holds the runs of another experiment ({describe_diff(changed)}): "
-            f"use another output folder, or delete {self.path} to start that folder over"
+            f"use another output folder (--output_dir), or delete {self.path} to start that folder over"
         )
 
     def append(self, record: Dict[str, Any]) -> None:
