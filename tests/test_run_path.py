@@ -107,9 +107,7 @@ def test_a_malformed_inter_file_is_named_with_its_line_and_field(tmp_path, inter
 
 def test_real_atomic_files_pass_the_check_quoted_multi_word_fields_included():
     # amazon-beauty's .item quotes values holding the separator or quotes ("'Beauty', ""Women's""").
-    folder = Path("/work/shared/data/amazon-beauty")
-    if not folder.is_dir():
-        pytest.skip("amazon-beauty is not in /work/shared/data")
+    folder = ROOT / "dataset" / "amazon-beauty"  # shipped with the repository
     assert check_atomic_file(folder / "amazon-beauty.item", "\t", " ", "utf-8") == 12101
 
 

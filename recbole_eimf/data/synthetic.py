@@ -107,7 +107,7 @@ PROFILES = {
         unix_time=True, with_rating=True, low_rating_share=0.2, sparse_user_share=0.5,
         brands_per_topic=20,
     ),
-    # The project's amazon-beauty file (../shared/data/amazon-beauty): 5-core, timestamps are
+    # The project's amazon-beauty file (dataset/amazon-beauty): 5-core, timestamps are
     # positions 1..L, no rating column.
     "amazon-beauty": Profile(
         dataset="amazon-beauty", n_users=22_363, n_items=12_101, n_inter=198_502, min_count=5,
