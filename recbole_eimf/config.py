@@ -48,6 +48,7 @@ PLACEMENT_KEYS = {
     "gpu_id", "use_gpu", "data_path", "show_progress", "state", "worker", "nproc", "world_size",
     "ip", "port", "offset", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
     "dataset_save_path", "dataloaders_save_path", "eval_batch_size", "esim_cache_dir", "strict_config",
+    "threads",  # recorded with each run's environment instead (the processor and thread count it ran on)
 }
 
 
