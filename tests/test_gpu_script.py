@@ -5,16 +5,34 @@ rebuilt from the finished runs, and EIMF there trains on the ESIM targets prepar
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "run_benchmark.sh"
 # One epoch on the 306 ml-100k users with at most 40 ratings ("[5,41)": RecBole's interval syntax,
 # which a shell argument keeps a string), short sequences, tiny embeddings.
 SMALL = ["--epochs=1", "--MAX_ITEM_LIST_LENGTH=10", "--embedding_size=16", "--user_inter_num_interval=[5,41)"]
+
+
+@pytest.fixture(autouse=True)
+def repository_left_clean():
+    """The script runs from the repository (as on the device machine), where RecBole writes ./log
+    and ./log_tensorboard: what these tests add there is removed again."""
+    folders = [ROOT / "log", ROOT / "log_tensorboard"]
+    before = {folder: set(folder.rglob("*")) if folder.exists() else None for folder in folders}
+    yield
+    for folder, existed in before.items():
+        if existed is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for path in sorted(set(folder.rglob("*")) - existed, key=lambda p: len(p.parts), reverse=True):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def run_script(tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess:
