@@ -1,5 +1,8 @@
 """The compatibility shims that let RecBole 1.2.1 run on numpy 2 and torch >= 2.6."""
 
+import subprocess
+import sys
+
 import numpy as np
 import torch
 
@@ -34,46 +37,35 @@ def test_recbole_trainer_loads_pickled_checkpoints(tmp_path):
     assert trainer_module.torch.cuda is torch.cuda
 
 
+def _printed_by(code: str) -> str:
+    """What ``python -c code`` prints, in a fresh interpreter (imports start from nothing)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
 def test_nothing_in_the_plugin_imports_ray():
     # RecBole's ray pin has no wheels past Python 3.11: the plugin must run without ray installed.
-    import subprocess
-    import sys
-
-    code = (
+    assert _printed_by(
         "import sys, recbole_eimf.quick_start, recbole_eimf.quick_start.tuning, recbole_eimf.benchmark.runner, "
         "recbole_eimf.esim, recbole_eimf.model.sequential_recommender; "
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    ) == "[]"
 
 
 def test_importing_the_plugin_loads_neither_torch_nor_recbole():
     # Every worker process and `import recbole_eimf.jsonl` pay for this import: the shims wait
     # for RecBole's own import instead of importing its model zoo and trainer up front.
-    import subprocess
-    import sys
-
-    code = (
+    assert _printed_by(
         "import sys, recbole_eimf, recbole_eimf.jsonl; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'recbole', 'pandas', 'sklearn'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    ) == "[]"
 
 
 def test_shims_hold_when_recbole_was_imported_first():
-    import subprocess
-    import sys
-
-    code = (
+    assert _printed_by(
         "import torch, recbole.model.sequential_recommender, recbole.trainer.trainer as t; "
         "assert torch.is_anomaly_enabled(); "  # what RecBole's SINE does on its own
         "import recbole_eimf; "
         "print(torch.is_anomaly_enabled(), type(t.torch).__name__)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "False _TrustedTorch"
+    ) == "False _TrustedTorch"
