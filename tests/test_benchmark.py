@@ -437,7 +437,7 @@ def test_config_priority_shared_then_model_files_then_overrides(workdir):
     assert config["n_layers"] == 1  # shared file
     assert config["inner_size"] == 16  # overrides over every file, typed like RecBole's command line
     assert config["seed"] == 7 and config["checkpoint_dir"] == str(workdir / "ckpt")
-    assert config["valid_metric"] == "NDCG@20"  # props/overall.yaml applies to RecBole's models too
+    assert config["valid_metric"] == "NDCG@20"  # recbole_eimf/properties/overall.yaml applies to RecBole's models too
 
     with pytest.raises(BenchmarkSetupError, match="config file not found"):
         run_benchmark("ml-100k", ["SASRec"], seeds=[1], output_dir=workdir / "x", config_files=["missing.yaml"])

@@ -8,7 +8,7 @@ run is appended to ``<output_dir>/runs.jsonl`` (its test users' target ranks to
 ``<output_dir>/per_user/``: :mod:`recbole_eimf.benchmark.per_user`); a rerun skips those and the reports
 (:mod:`recbole_eimf.benchmark.report`) are rewritten after every run.
 
-Config priority per model (later wins): RecBole's and the plugin's defaults (``props/overall.yaml``
+Config priority per model (later wins): RecBole's and the plugin's defaults (``recbole_eimf/properties/overall.yaml``
 applies to every model), ``config_files``, ``props/benchmark/<Model>.yaml``,
 ``props/benchmark/<dataset>/<Model>.yaml``, ``overrides``, and finally the harness's own ``seed``
 and ``checkpoint_dir``. ``sys.argv`` is not read: the CLI turns ``--key=value`` into ``overrides``.
