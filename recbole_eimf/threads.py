@@ -4,7 +4,9 @@ A thread that finds no free core stalls its siblings at every operator's barrier
 2-core machine a training epoch took 4.2x longer at 2 threads than at 1, while on an idle one 2
 threads were no faster (docs/BENCHMARKS.md). So the automatic count never exceeds the cores that
 are free when the run starts, nor the count this process was given (OMP_NUM_THREADS, the
-harness's and the tuner's share per ``--jobs``).
+harness's and the tuner's share per ``--jobs``), nor half the cores: the load average lags by a
+minute, so two runs started together both see every core free (seen: 2 threads each on 2 cores,
+an epoch 4x slower), and the half left over is what a neighbour started beside it gets.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def choose_threads(setting, environ=os.environ) -> Tuple[int, str]:
         return setting, "threads"
     if environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads(), "OMP_NUM_THREADS"
-    given, free = _given_threads(), free_cores()
-    return min(given, free), f"auto: {free} of {usable_cores()} cores free, at most {given}"
+    given, free, cores = _given_threads(), free_cores(), usable_cores()
+    half = max(1, cores // 2)
+    return min(given, free, half), f"auto: {free} of {cores} cores free, at most {min(given, half)}"
 
 
 _GIVEN: list = []
