@@ -15,6 +15,7 @@ can at worst leave a truncated last line, which is skipped (that run is simply r
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -43,15 +44,18 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+@functools.lru_cache(maxsize=None)
+def _stage_keys(name: str) -> frozenset:
+    """The keys a pipeline stage's defaults file sets (read once per process)."""
+    return frozenset(yaml.safe_load((properties_dir() / f"{name}.yaml").read_text(encoding="utf-8")) or {})
+
+
 def _keys_of_other_stages(config) -> set:
     """The keys of pipeline stages the config's model does not run (ESIM's, for SASRec): a value
     given to every model of a benchmark (``--esim_seed``) changes nothing there."""
     from recbole_eimf.quick_start.stages import STAGES, declared_stages
 
-    keys: set = set()
-    for name in set(STAGES) - set(declared_stages(config)):
-        keys |= set(yaml.safe_load((properties_dir() / f"{name}.yaml").read_text(encoding="utf-8")) or {})
-    return keys
+    return set().union(*(_stage_keys(name) for name in set(STAGES) - set(declared_stages(config))))
 
 
 def fingerprint(config, exclude: Iterable[str] = ()) -> Dict[str, Any]:

@@ -164,15 +164,24 @@ def build_config(
     return config
 
 
+@dataclass
+class ModelSettings:
+    """What the harness knows of a model before it trains: its fingerprint in this benchmark (its
+    resolved config but the seed, which keys its runs instead), its config fallbacks, and the
+    pipeline stages it runs."""
+
+    fingerprint: Dict[str, Any]
+    fallbacks: Dict[str, Any]
+    stages: Tuple[str, ...]
+
+
 def model_settings(
     model_name: str, dataset: str, seed: int, files: Sequence[Path], overrides: Mapping[str, Any],
     defaults: Mapping[str, Any],
-) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """A model's fingerprint in this benchmark (its resolved config but the seed, which keys its
-    runs instead: :func:`recbole_eimf.experiments.fingerprint`) and its config fallbacks, from
-    its Config with the benchmark's first ``seed``. Nothing is trained."""
+) -> ModelSettings:
+    """A model's :class:`ModelSettings`, from its Config with the benchmark's first ``seed``."""
     config = build_config(model_name, dataset, seed, files, overrides, Path("."), defaults)
-    return fingerprint(config, exclude=("seed",)), config_fallbacks(config)
+    return ModelSettings(fingerprint(config, exclude=("seed",)), config_fallbacks(config), declared_stages(config))
 
 
 def stale_reason(record: Mapping[str, Any], new: Mapping[str, Any], fallbacks: Mapping[str, Any]) -> Optional[str]:
@@ -406,7 +415,8 @@ def run_benchmark(
     for model in models:
         for seed in seeds:
             record = records.get(run_key(model, seed))
-            reason = stale_reason(record, *settings_per_model[model]) if record is not None else None
+            known = settings_per_model[model]
+            reason = stale_reason(record, known.fingerprint, known.fallbacks) if record is not None else None
             if reason is not None:
                 conflicts.append(f"  {model} seed {seed}: {reason}")
     if conflicts and report_only:
@@ -470,7 +480,7 @@ def run_benchmark(
             record["checkpoint"] = None
         if record.get("per_user") is not None:
             record["per_user"] = save_per_user(output_dir, model, seed, record["per_user"])
-        record["settings"] = settings_per_model[model][0]
+        record["settings"] = settings_per_model[model].fingerprint
         record["concurrent_runs"] = jobs
         record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
         store.append(record)
@@ -511,11 +521,9 @@ def run_benchmark(
     # starts: the folder's cache is built (and an LLM paid) once, not by every EIMF run that starts
     # at the same moment, and a stage's error stops the benchmark before training (exit 2), as
     # ``--stage=esim`` does (with --jobs=1 too); variants may ask for other settings.
-    esim_models = {m for m in models if declared_stages(build_config(m, dataset, seeds[0], files_per_model[m],
-                                                                      overrides, output_dir, esim_defaults))}
     first_seed = {}
     for model, seed in todo:
-        if model in esim_models:
+        if settings_per_model[model].stages:
             first_seed.setdefault(model, seed)
     if first_seed:
         build_stage_caches((

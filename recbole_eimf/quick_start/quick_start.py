@@ -25,8 +25,6 @@ from recbole_eimf.threads import apply_threads
 from recbole_eimf.trim import apply_trim_padding
 from recbole_eimf.utils import get_model, get_trainer
 
-REPORTED_SPLITS = ("best_valid_result", "test_result")
-
 
 def init_logging(config) -> None:
     """RecBole's ``init_logger``, also for the second and later runs in one process.

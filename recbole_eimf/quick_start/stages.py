@@ -12,7 +12,7 @@ model never runs a stage itself, and no code here knows a model by name.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from recbole.utils import init_seed
 
@@ -90,7 +90,3 @@ def build_stage_caches(configs: Iterable[Tuple[str, Config]], log: logging.Logge
             log.info(f"{name} for {what}:")
             STAGES[name].prepare(config, train_dataset, log)
 
-
-def stage_configs(configs: Sequence[Tuple[str, Config]]) -> list:
-    """The ``(what, config)`` pairs whose model declares at least one stage."""
-    return [(what, config) for what, config in configs if declared_stages(config)]
