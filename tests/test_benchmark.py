@@ -443,20 +443,22 @@ def test_config_priority_shared_then_model_files_then_overrides(workdir):
         run_benchmark("ml-100k", ["SASRec"], seeds=[1], output_dir=workdir / "x", config_files=["missing.yaml"])
 
 
-def test_shipped_feature_model_overrides_name_loaded_fields():
+def test_shipped_feature_model_overrides_name_loaded_text_fields():
+    """SASRecF and GRU4RecF get item fields that each dataset loads and that ESIM reads as text."""
     import yaml
 
     from recbole_eimf.utils import properties_dir, props_dir
 
     folder = props_dir() / "benchmark"
-    for model in ("SASRecF", "GRU4RecF"):
-        generic = yaml.safe_load((folder / f"{model}.yaml").read_text())
-        ml100k = yaml.safe_load((folder / "ml-100k" / f"{model}.yaml").read_text())
-        assert generic["selected_features"] == ["categories"]  # amazon-beauty / amazon-books load it
-        assert ml100k["selected_features"] == ["class"]
-    for dataset, field in (("amazon-beauty", "categories"), ("ml-100k", "class")):
-        load_col = yaml.safe_load((properties_dir() / "dataset" / f"{dataset}.yaml").read_text())["load_col"]
-        assert field in load_col["item"]
+    for dataset in ("amazon-beauty", "amazon-books", "ml-100k"):
+        props = yaml.safe_load((properties_dir() / "dataset" / f"{dataset}.yaml").read_text())
+        for model in ("SASRecF", "GRU4RecF"):
+            features = yaml.safe_load((folder / f"{model}.yaml").read_text())["selected_features"]
+            specific = folder / dataset / f"{model}.yaml"
+            if specific.exists():
+                features = yaml.safe_load(specific.read_text())["selected_features"]
+            assert features and set(features) <= set(props["load_col"]["item"]), (dataset, model)
+            assert set(features) <= set(props["text_fields"]), (dataset, model)
 
 
 def test_variants_label_two_configs_of_one_model_and_share_the_esim_cache(workdir, monkeypatch):
