@@ -10,7 +10,10 @@ models are exact is data: ``properties/trim_padding.yaml``, decided by tests/tes
 
 In training, every ``nn.Dropout`` of the model draws its mask at the padded shape (the mask the
 stock model draws) and each group takes its rows and positions of it: a trimmed training run
-follows the same random stream as the stock one, so it reaches the same weights.
+follows the same random stream as the stock one, so it reaches the same weights. Those draws are
+most of a trimmed CPU step (docs/BENCHMARKS.md section 27); ``trim_dropout: group`` draws each
+group's masks at its own shape instead: every real position still gets an independent mask of
+the same rate, so training is the stock one in distribution, not draw for draw.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_FILE = Path(__file__).parent / "properties" / "trim_padding.yaml"
 LAYOUTS = ("pooled", "positions")  # forward() returns [B, d] / [B, L, d]
+DROPOUT_MASKS = ("padded", "group")  # the trim_dropout key
 
 
 def exact_models(path: Path = TABLE_FILE) -> Dict[str, str]:
@@ -138,12 +142,13 @@ class GroupedForward:
     first 2-D integer argument is the item sequence whose lengths decide the groups.
     """
 
-    def __init__(self, model: nn.Module, layout: str) -> None:
+    def __init__(self, model: nn.Module, layout: str, padded_masks: bool = True) -> None:
         self.original = model.forward
         self.model = model
         self.positions = layout == "positions"
         self.masks = _DropoutMasks()
-        for module in model.modules():
+        self.padded_masks = padded_masks
+        for module in model.modules() if padded_masks else ():
             if isinstance(module, nn.Dropout):
                 module.forward = (lambda m: (lambda x: self.masks.dropout(m, x)))(module)
 
@@ -156,7 +161,7 @@ class GroupedForward:
         groups, order = length_groups(lengths, length)
         if len(groups) == 1 and groups[0][1] == length:
             return self.original(*args)
-        training = self.model.training
+        training = self.model.training and self.padded_masks
         if training and self.masks.layout is None:
             self._probe(args, lengths, batch, length)
         masks = self.masks
@@ -216,5 +221,8 @@ def apply_trim_padding(model: nn.Module, config) -> str:
                 f"(not listed in {TABLE_FILE}): remove the trim_padding key or set it to False"
             )
         return f"trim_padding: off: {name} is not exact under trimming"
-    model.forward = GroupedForward(model, layout)
-    return f"trim_padding: on (exact for {name})"
+    masks = config["trim_dropout"] or "padded"
+    if masks not in DROPOUT_MASKS:
+        raise ConfigError(f"`trim_dropout` must be one of {DROPOUT_MASKS}, got {masks!r}")
+    model.forward = GroupedForward(model, layout, padded_masks=masks == "padded")
+    return f"trim_padding: on (exact for {name}; dropout masks drawn per {masks if masks == 'group' else 'padded batch'})"

@@ -100,13 +100,14 @@ def test_tuned_defaults_load_per_model_and_dataset_and_yield_to_the_user(tmp_pat
     assert Config(model="SASRec", dataset="ml-100k")["hidden_dropout_prob"] == 0.2  # RecBole's models too
 
     # a wrapper: its backbone's tuned file, then its own for that backbone
-    eimf = Config(model="EIMF", dataset="ml-100k")
+    on_sa = {"backbone": "ComiRecSA"}
+    eimf = Config(model="EIMF", dataset="ml-100k", config_dict=on_sa)
     assert (eimf["n_interests"], eimf["sp_weight"]) == (7, 0.9)
     # tuned_defaults: 'backbone' keeps the backbone's only (a search for EIMF's own), False neither
-    wrapped = Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": "backbone"})
+    wrapped = Config(model="EIMF", dataset="ml-100k", config_dict={**on_sa, "tuned_defaults": "backbone"})
     assert (wrapped["n_interests"], wrapped["sp_weight"]) == (7, 0.5)
     assert wrapped["tuned_defaults_files"] == [str(tmp_path / "ml-100k" / "ComiRecSA.yaml")]
-    bare = Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": False})
+    bare = Config(model="EIMF", dataset="ml-100k", config_dict={**on_sa, "tuned_defaults": False})
     assert (bare["n_interests"], bare["sp_weight"]) == (4, 0.5) and bare["tuned_defaults_files"] == []
     with pytest.raises(ConfigError, match="`tuned_defaults` must be True, False or 'backbone', not 'yes'"):
         Config(model="EIMF", dataset="ml-100k", config_dict={"tuned_defaults": "yes"})

@@ -37,7 +37,7 @@ def test_backbone_defaults_load_under_eimf():
     config = Config(model="EIMF", dataset="ml-100k", config_dict={"backbone": "MIND"})
     assert config["routing_iterations"] == 3 and config["relu_layer"] is False
     assert config["sp_weight"] == 0.5 and config["ma_weight"] == 0.5
-    assert Config(model="EIMF", dataset="ml-100k")["hidden_ratio"] == 4  # ComiRecSA, the default backbone
+    assert Config(model="EIMF", dataset="ml-100k")["include_last"] is True  # TransMI, the default backbone
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_backbone_defaults_load_under_eimf():
         ({"sp_temperature": 0}, "sp_temperature"),
         ({"ma_contrast": "no"}, "ma_contrast"),
         ({"aux_interests": "last"}, "aux_interests"),
-        ({"aux_interests": "pooled"}, "aux_interests"),  # ComiRec-SA: every interest pools
+        ({"aux_interests": "pooled", "backbone": "ComiRecSA"}, "aux_interests"),  # every interest pools
         ({"aux_interests": "pooled", "backbone": "TransMI", "include_last": False}, "aux_interests"),
     ],
 )
@@ -217,7 +217,7 @@ def train_and_test(model_name, tmp_path, **extra):
 
 def test_zero_weights_reproduce_the_backbone_exactly(tmp_path):
     backbone_result, backbone = train_and_test("ComiRecSA", tmp_path)
-    eimf_result, eimf = train_and_test("EIMF", tmp_path, sp_weight=0, ma_weight=0)
+    eimf_result, eimf = train_and_test("EIMF", tmp_path, backbone="ComiRecSA", sp_weight=0, ma_weight=0)
     assert eimf_result == backbone_result
     for name, value in backbone.state_dict().items():
         assert torch.equal(eimf.backbone.state_dict()[name], value), name

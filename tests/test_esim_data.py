@@ -11,6 +11,7 @@ from recbole_eimf.esim.item_text import build_item_catalog
 from recbole_eimf.esim.profiles import behavior_profiles, select_typical_users, text_profiles
 from recbole_eimf.esim.sequences import training_sequences
 from recbole_eimf.esim.settings import EsimSettings
+from conftest import SMALL
 
 
 def _targets_by_user(loader):
@@ -146,3 +147,21 @@ def test_typical_users_are_deterministic_rich_and_nearest_their_centroid(ml100k)
     assert behavior.vectors.shape == (943, 16)
     chosen = select_typical_users(behavior, lengths, **args)
     assert len(chosen.typical_users) == 30
+
+
+def test_auto_clusters_grow_with_the_users(ml100k):
+    """`n_clusters: auto` (the default): round(sqrt(users / 2)) clusters, so the typical users of
+    ml-100k (943 users) and of a dataset 100 times larger are both a sample of similar users."""
+    from recbole_eimf.esim.profiles import auto_clusters
+    from recbole_eimf.esim.settings import EsimSettings
+
+    assert [auto_clusters(n) for n in (1, 943, 22_363, 459_133)] == [1, 22, 106, 479]
+    from recbole_eimf.config import Config
+
+    _, dataset, train, _, _ = ml100k
+    settings = EsimSettings.from_config(Config(model="EIMF", dataset="ml-100k", config_dict=dict(SMALL)))
+    assert settings.n_clusters is None and settings.users_per_cluster == 20  # properties/esim.yaml
+    seqs = training_sequences(train._dataset)
+    profiles = behavior_profiles(seqs, dim=16, seed=7)
+    chosen = select_typical_users(profiles, seqs.lengths(), seqs.n_users, None, 3, 5, 7)
+    assert chosen.n_clusters == 22 and len(chosen.typical) == 22 and len(chosen.typical_users) == 66

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbole.data.transform import construct_transform
 from recbole.utils import init_seed
@@ -123,7 +124,7 @@ def test_plugin_models_trim_their_own_batches_exactly(name, data):
 
 def test_apply_trim_padding_follows_the_key_and_the_table(data, caplog):
     model, _, config = build("SASRec", data)
-    assert apply_trim_padding(model, config) == "trim_padding: on (exact for SASRec)"
+    assert apply_trim_padding(model, config) == "trim_padding: on (exact for SASRec; dropout masks drawn per padded batch)"
     assert isinstance(model.forward, GroupedForward)
     model, _, config = build("SASRec", data, trim_padding=False)
     assert apply_trim_padding(model, config) == "trim_padding: off (trim_padding: False)"
@@ -137,3 +138,31 @@ def test_apply_trim_padding_follows_the_key_and_the_table(data, caplog):
     with pytest.raises(ConfigError, match="`trim_padding` must be True or False"):
         apply_trim_padding(model, config)
     assert set(plugin_model_names()).isdisjoint(exact_models()), "the plugin's models trim themselves"
+
+
+def test_group_dropout_masks_train_the_stock_model_in_distribution(data):
+    """`trim_dropout: group`: each group draws its own masks. Scores are the stock ones; in training
+    the sequence outputs differ draw for draw, but stray from the evaluation outputs as far as the
+    stock model's do (a statistic that dropout moves a long way from 1)."""
+    model, batch, config = build("SASRec", data, trim_dropout="group")
+    trimmed = copy.deepcopy(model)
+    assert apply_trim_padding(trimmed, config) == "trim_padding: on (exact for SASRec; dropout masks drawn per group)"
+    seq, lengths = batch["item_id_list"], batch["item_length"]
+    with torch.no_grad():
+        model.eval(), trimmed.eval()
+        clean = model.forward(seq, lengths)
+        assert torch.allclose(clean, trimmed.forward(seq, lengths), **CLOSE)
+
+        def agreement(m, draws=40):
+            m.train()
+            return torch.stack([F.cosine_similarity(m.forward(seq, lengths), clean, dim=1) for _ in range(draws)])
+
+        torch.manual_seed(3)
+        stock, grouped = agreement(model), agreement(trimmed)
+    assert not torch.allclose(stock[0], grouped[0])  # other draws
+    stock, grouped = stock.mean(dim=1), grouped.mean(dim=1)  # one value per draw
+    noise = (stock.var() / len(stock) + grouped.var() / len(grouped)).sqrt()
+    assert abs(stock.mean() - grouped.mean()) < 4 * noise
+    assert 1 - stock.mean() > 20 * noise  # dropout moves the outputs far more than the noise
+    with pytest.raises(ConfigError, match="trim_dropout"):
+        apply_trim_padding(copy.deepcopy(model), build("SASRec", data, trim_dropout="rows")[2])

@@ -4,7 +4,7 @@
   sequence; ``behavior``: the user's row of the binary training user-item matrix, reduced with
   TruncatedSVD to ``behavior_dim``. Profiles are scaled to unit length.
 * Every user with at least one training item is profiled and clustered into ``n_clusters`` groups
-  (scikit-learn k-means, seeded). In each cluster the ``users_per_cluster`` users nearest the
+  (scikit-learn k-means, seeded; ``auto``: :func:`auto_clusters`). In each cluster the ``users_per_cluster`` users nearest the
   centroid among those with at least ``min_history`` training items are its *typical users*
   (ties: lower user id first). Deterministic under ``seed``.
 """
@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,11 +72,18 @@ def behavior_profiles(sequences: TrainingSequences, dim: int, seed: int) -> Prof
     return Profiles(uids, l2_normalize(vectors))
 
 
+def auto_clusters(n_profiled: int) -> int:
+    """``n_clusters: auto``: round(sqrt(n / 2)) clusters for n profiled users, the common rule of
+    thumb for k-means: clusters grow with the data, and so does each cluster (sqrt(2 n) users), so
+    typical users stay a sample of groups of similar users on a dataset of any size."""
+    return max(1, int(round(math.sqrt(n_profiled / 2))))
+
+
 def select_typical_users(
     profiles: Profiles,
     lengths: np.ndarray,
     n_users: int,
-    n_clusters: int,
+    n_clusters: Optional[int],
     users_per_cluster: int,
     min_history: int,
     seed: int,
@@ -87,6 +95,9 @@ def select_typical_users(
     user_cluster = np.full(n_users, -1, dtype=np.int64)
     if n_profiled == 0:
         return TypicalSelection(user_cluster, [], 0, 0, 0)
+    if n_clusters is None:
+        n_clusters = auto_clusters(n_profiled)
+        logger.info(f"ESIM: n_clusters [auto] = {n_clusters} for {n_profiled} users (round(sqrt(users / 2)))")
     n_distinct = len(np.unique(profiles.vectors.round(6), axis=0))
     if n_clusters > n_distinct:
         logger.warning(

@@ -47,7 +47,7 @@ class EsimSettings:
     text_fields: Tuple[str, ...]
     cluster_on: str
     behavior_dim: int
-    n_clusters: int
+    n_clusters: Optional[int]       # None: 'auto', chosen from the number of users (profiles.auto_clusters)
     users_per_cluster: int
     min_history: int
     max_prompt_items: int
@@ -133,8 +133,8 @@ class EsimSettings:
             text_fields=_str_list("text_fields", get("text_fields", [])),
             cluster_on=_choice("cluster_on", get("cluster_on", "text"), CLUSTER_ON),
             behavior_dim=_int("behavior_dim", get("behavior_dim", 64), minimum=1),
-            n_clusters=_int("n_clusters", get("n_clusters", 20), minimum=1),
-            users_per_cluster=_int("users_per_cluster", get("users_per_cluster", 10), minimum=1),
+            n_clusters=_int_or_auto("n_clusters", get("n_clusters", "auto"), minimum=1),
+            users_per_cluster=_int("users_per_cluster", get("users_per_cluster", 20), minimum=1),
             min_history=_int("min_history", get("min_history", 5), minimum=1),
             max_prompt_items=_int("max_prompt_items", get("max_prompt_items", 20), minimum=1),
             prompt_token_budget=_int("prompt_token_budget", get("prompt_token_budget", 1024), minimum=16),
@@ -205,6 +205,15 @@ def _int(key: str, value: Any, minimum: Optional[int] = None) -> int:
     if minimum is not None and value < minimum:
         raise ConfigError(f"`{key}` must be at least {minimum}; got [{value}]")
     return value
+
+
+def _int_or_auto(key: str, value: Any, minimum: Optional[int] = None) -> Optional[int]:
+    """An integer, or None for 'auto' (also an empty value)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, str):
+        raise ConfigError(f"`{key}` must be an integer or 'auto'; got [{value}]")
+    return _int(key, value, minimum)
 
 
 def _float(key: str, value: Any, minimum: Optional[float] = None) -> float:

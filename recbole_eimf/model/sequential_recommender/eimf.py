@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 class EIMF(SequentialRecommender):
     r"""EIMF: a multi-interest backbone (IBIM) trained with two auxiliary semantic tasks.
 
-    ``backbone`` names any of the plugin's multi-interest models (ComiRecSA, ComiRecDR, MIND);
+    ``backbone`` names any of the plugin's multi-interest models (TransMI, ComiRecSA, ComiRecDR, MIND);
     its own config keys apply. During training only, users that carry ESIM's semantic targets
     add
 
