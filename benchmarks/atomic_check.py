@@ -1,6 +1,6 @@
 """What checking the atomic files adds to loading a dataset (recbole_eimf.data.atomic_files).
 
-    python benchmarks/atomic_check.py --dataset=amazon-beauty --data_path=/work/shared/data --repeats=3
+    python benchmarks/atomic_check.py --dataset=amazon-beauty --repeats=3
 
 Alternates, in one process, RecBole's own dataset creation (pandas reads every atomic file) and the
 plugin's check of the same files; prints the median seconds of each and their ratio.

@@ -1,7 +1,7 @@
 """How readable ESIM's extractive interest names are: counts of the defects of issue 33.
 
     python benchmarks/esim_names.py --dataset=ml-100k
-    python benchmarks/esim_names.py --dataset=amazon-beauty --data_path=/work/shared/data
+    python benchmarks/esim_names.py --dataset=amazon-beauty
 
 Runs ESIM with ``llm_backend: extractive`` (the default settings otherwise) into ``--cache_dir``
 (its ``targets/`` is removed first, so the names are built again; the item embeddings are kept)

@@ -1,6 +1,6 @@
 """The synthetic twin of amazon-beauty next to the real file: user lengths, item popularity, topics.
 
-    python benchmarks/synthetic_realism.py --real=../shared/data --seed=0 \\
+    python benchmarks/synthetic_realism.py --real=dataset --seed=0 \\
         --chart=docs/benchmarks/synthetic/amazon-beauty-histograms.png
 
 Generates ``--like=amazon-beauty --scale=1`` into a temporary folder, prints a Markdown table of
@@ -69,7 +69,7 @@ def draw(real: dict, synthetic: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--real", default="../shared/data", help="folder holding amazon-beauty/")
+    parser.add_argument("--real", default="dataset", help="folder holding amazon-beauty/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chart", default="docs/benchmarks/synthetic/amazon-beauty-histograms.png")
     args = parser.parse_args()

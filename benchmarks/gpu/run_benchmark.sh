@@ -99,17 +99,17 @@ stage_data() {
         return
     fi
     local source
-    for source in "$REPO/../shared/data/$DATASET" "$REPO/shared/data/$DATASET"; do
+    for source in "$REPO/dataset/$DATASET" "${DATA_SOURCE:-$REPO/dataset}/$DATASET"; do
         if [[ -s "$source/$DATASET.inter" ]]; then
             mkdir -p "$target.tmp"
             cp "$source/$DATASET.inter" "$source/$DATASET.item" "$target.tmp/"
-            chmod u+w "$target.tmp"/*  # the shared copy is read-only
+            chmod u+w "$target.tmp"/*  # the source may be read-only
             rm -rf "$target" && mv "$target.tmp" "$target"
             log "data: copied $source -> $target"
             return
         fi
     done
-    die "no $DATASET data: neither $target nor ../shared/data/$DATASET. Run this script with --prepare where ../shared/data exists, and bring .data/ along."
+    die "no $DATASET data: neither $target nor $REPO/dataset/$DATASET (or \$DATA_SOURCE/$DATASET). Put its atomic files there, run --prepare, and bring .data/ along."
 }
 
 # Whether this invocation trains EIMF (whose runs read ESIM's targets): the tuned model, or an
