@@ -743,3 +743,43 @@ def test_esim_only_builds_the_targets_that_runs_then_read_without_their_text_enc
     assert main(["--models=SASRec", "--esim_only=True", "--dataset=ml-100k"]) == 2
     assert "none of SASRec runs ESIM" in capsys.readouterr().err
 
+
+
+def test_a_run_cut_short_resumes_from_its_checkpoint_with_its_history(workdir, monkeypatch, caplog):
+    """A harness run killed mid-training (the end of a session) continues from its last
+    checkpoint on the next call, keeping the records of the epochs already trained."""
+    from recbole.trainer import Trainer
+
+    from recbole_eimf.benchmark.instrument import history_file
+
+    stock_epoch = Trainer._train_epoch
+
+    def killed_at_epoch_3(self, train_data, epoch_idx, *args, **kwargs):
+        if epoch_idx == 3:
+            raise KeyboardInterrupt
+        return stock_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    settings = {**SMALL, "epochs": 5, "learning_rate": 0.01}
+    folder = workdir / "checkpoints" / "GRU4Rec-seed1"
+    monkeypatch.setattr(Trainer, "_train_epoch", killed_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        runner_module.run_one("GRU4Rec", "ml-100k", 1, [], settings, folder)
+    (checkpoint,) = folder.glob("*.pth")
+    before = json.loads(history_file(str(checkpoint)).read_text())
+    assert before["epoch"] >= 1 and len(before["train_losses"]) == before["epoch"] + 1
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stock_epoch)
+    with caplog.at_level(logging.INFO):
+        record = runner_module.run_one("GRU4Rec", "ml-100k", 1, [], settings, folder)
+    assert f"resuming from {checkpoint}" in caplog.text
+    assert record["resumed_at_epoch"] == before["epoch"] + 1
+    assert record["epochs_run"] == 5 and len(record["valid_curve"]) == 5
+    assert record["train_losses"][: before["epoch"] + 1] == before["train_losses"]  # the history is kept
+    assert record["train_losses"][-1] < record["train_losses"][0] and record["valid"]
+
+    # A checkpoint of other settings is not resumed: it is deleted, and the run starts over.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        other = runner_module.run_one("GRU4Rec", "ml-100k", 1, [], {**settings, "epochs": 2}, folder)
+    assert "not resumed, deleted: other settings (epochs: 5 -> 2)" in caplog.text
+    assert other["resumed_at_epoch"] is None and other["epochs_run"] == 2

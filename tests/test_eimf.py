@@ -234,7 +234,8 @@ def test_checkpoint_reloads_and_scores_without_esim_cache(tmp_path):
     assert cache.exists()
     shutil.rmtree(cache)
 
-    config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
+    config, model, _, train_data, _, test_data = load_data_and_model(result["model_file"])
+    assert model.training_steps == len(train_data) > 0  # one epoch's batches: a resumed run continues the decay
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     reloaded = trainer.evaluate(test_data, load_best_model=False)
     assert reloaded == pytest.approx(result["test_result"])

@@ -3,11 +3,16 @@
 :func:`instrument_trainer` derives a subclass of whatever trainer class a model uses (RecBole's
 ``Trainer``, a plugin ``<Model>Trainer``, ...) that wraps ``_train_epoch`` and ``_valid_epoch``.
 ``fit`` itself stays the parent's, so early stopping, checkpointing and logging are RecBole's.
+Each checkpoint gets the records so far beside it (``<checkpoint>.history.json``), so that a run
+cut short resumes from its checkpoint with its whole history (``resume_run``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -53,6 +58,20 @@ class EpochRecorder:
         self._last_epoch: Optional[int] = None
 
 
+def history_file(checkpoint: str) -> Path:
+    """Where the records of the epochs up to ``checkpoint`` are kept."""
+    return Path(f"{checkpoint}.history.json")
+
+
+def _save_history(trainer: EpochRecorder, checkpoint: str, epoch: int) -> None:
+    history = {"epoch": int(epoch), "train_seconds": trainer.train_seconds,
+               "train_losses": trainer.train_losses, "valid_records": trainer.valid_records}
+    target = history_file(checkpoint)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(history))
+    os.replace(partial, target)  # a reader never sees half a file
+
+
 def instrument_trainer(trainer_class: type) -> type:
     """Return a subclass of ``trainer_class`` that records epoch times and validation results.
 
@@ -92,6 +111,28 @@ def instrument_trainer(trainer_class: type) -> type:
         )
         return valid_score, valid_result
 
+    def _save_checkpoint(self, epoch, *args, **kwargs):
+        path = kwargs.get("saved_model_file", self.saved_model_file)
+        trainer_class._save_checkpoint(self, epoch, *args, **kwargs)
+        if os.path.isfile(path):  # only rank 0 writes in distributed training
+            _save_history(self, path, epoch)
+
+    def resume_run(self, checkpoint: str) -> int:
+        """Continue from ``checkpoint`` (RecBole's ``resume_checkpoint``: weights, optimizer,
+        epoch, early-stopping state) with the records of its epochs; returns the next epoch."""
+        history = json.loads(history_file(checkpoint).read_text())
+        self.resume_checkpoint(checkpoint)
+        done = self.start_epoch
+        self.train_seconds = list(history["train_seconds"])[:done]
+        self.train_losses = list(history["train_losses"])[:done]
+        self.valid_records = [r for r in history["valid_records"] if r["epoch"] < done]
+        self._last_epoch = done - 1
+        # RecBole keeps the best score in the checkpoint but not its metrics: fit() returns them.
+        at_checkpoint = [r for r in self.valid_records if r["epoch"] == done - 1]
+        if at_checkpoint:
+            self.best_valid_result = at_checkpoint[-1]["result"]
+        return done
+
     name = f"Instrumented{trainer_class.__name__}"
     subclass = type(
         name,
@@ -100,6 +141,8 @@ def instrument_trainer(trainer_class: type) -> type:
             "__init__": __init__,
             "_train_epoch": _train_epoch,
             "_valid_epoch": _valid_epoch,
+            "_save_checkpoint": _save_checkpoint,
+            "resume_run": resume_run,
             "__module__": __name__,
             "__qualname__": name,
             "__doc__": f"{trainer_class.__name__} recording epoch times and validation results.",

@@ -38,17 +38,18 @@ import torch
 
 import yaml
 
-from recbole_eimf.benchmark.instrument import best_epoch, instrument_trainer
+from recbole_eimf.benchmark.instrument import best_epoch, history_file, instrument_trainer
 from recbole_eimf.benchmark.health import training_health
 from recbole_eimf.benchmark.parallel import LOGS_DIR, make_jobs, run_job
 from recbole_eimf.benchmark.per_user import per_user_ranks, save_per_user
 from recbole_eimf.benchmark.report import flatten_record, write_reports
 from recbole_eimf.benchmark.store import RunStore, run_key
+from recbole_eimf.checkpoint import read_checkpoint
 from recbole_eimf.config import Config
 from recbole_eimf.experiments import config_fallbacks, describe_diff, fingerprint, fingerprint_diff
 from recbole_eimf.data import ensure_dataset
 from recbole_eimf.environment import device_name
-from recbole_eimf.errors import UserError
+from recbole_eimf.errors import CheckpointError, UserError
 from recbole_eimf.process_pool import cpu_threads_per_job, run_parallel
 from recbole_eimf.quick_start.quick_start import prepare_run, run_logging, start_run, train_and_test
 from recbole_eimf.quick_start.stages import build_stage_caches, declared_stages
@@ -193,6 +194,31 @@ def stale_reason(record: Mapping[str, Any], new: Mapping[str, Any], fallbacks: M
     return describe_diff(changed) if changed else None
 
 
+def resumable_checkpoint(folder: Path, config) -> Optional[Path]:
+    """The checkpoint an interrupted run of the same settings left in ``folder``, with its epoch
+    records beside it; None when there is none. Checkpoints of other settings are deleted."""
+    candidates = sorted(Path(folder).glob("*.pth"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for path in candidates:
+        reason = None
+        if not history_file(str(path)).is_file():
+            reason = "no epoch records beside it"
+        else:
+            try:
+                saved = read_checkpoint(str(path))["config"]
+            except CheckpointError as err:
+                reason = str(err)
+            else:
+                changed = fingerprint_diff(fingerprint(saved), fingerprint(config), config_fallbacks(config))
+                reason = f"other settings ({describe_diff(changed)})" if changed else None
+        if reason is None:
+            logger.info(f"resuming from {path} (an earlier run of these settings was cut short)")
+            return path
+        logger.warning(f"{path}: not resumed, deleted: {reason}")
+        path.unlink()
+        history_file(str(path)).unlink(missing_ok=True)
+    return None
+
+
 def run_one(
     model_name: str,
     dataset_name: str,
@@ -211,6 +237,8 @@ def run_one(
         model = run.model
         n_params = sum(p.numel() for p in model.parameters())
         trainer = instrument_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+        checkpoint = resumable_checkpoint(checkpoint_dir, config)
+        resumed_at = trainer.resume_run(str(checkpoint)) if checkpoint is not None else None
         try:
             result = train_and_test(config, run, trainer)
             per_user = per_user_ranks(trainer, run.test_data, run.dataset)
@@ -238,6 +266,8 @@ def run_one(
         "params": int(n_params),
         "tuned_defaults_files": list(config["tuned_defaults_files"] or []),
         "epochs_run": len(train_seconds),
+        # A run cut short (a killed process, the end of a session) and continued from its checkpoint.
+        "resumed_at_epoch": resumed_at,
         "best_epoch": best,
         "train_sec_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
         "valid_sec_per_epoch": (

@@ -55,8 +55,8 @@ class EIMF(SequentialRecommender):
     ``aux_decay_epochs`` (0: off) lowers both weights linearly over training: epoch ``e`` (0-based)
     uses ``max(0, 1 - e / aux_decay_epochs)`` of them, so the semantics guide the first epochs
     and the backbone's own loss alone finishes training. Epochs are counted in training batches
-    (``ceil(rows / train_batch_size)`` per epoch, as RecBole's loader serves them); a training
-    resumed from a checkpoint starts the decay again.
+    (``ceil(rows / train_batch_size)`` per epoch, as RecBole's loader serves them); the count is
+    saved with each checkpoint, so a training resumed from one continues the decay.
 
     ``calculate_loss`` returns ``(L_rec, sp_weight * L_sp, ma_weight * L_ma)`` so RecBole's
     trainer logs each part, followed by the backbone's own extra parts (``routing_reg_weight *
@@ -198,19 +198,24 @@ class EIMF(SequentialRecommender):
 
     def other_parameter(self) -> Dict[str, Any]:
         """Saved with every checkpoint: ESIM's concept prototypes and their names, so that the
-        interests of a reloaded model can be named (``--stage=explain``) with no ESIM cache."""
+        interests of a reloaded model can be named (``--stage=explain``) with no ESIM cache, and
+        the training steps taken, so that a resumed training continues ``aux_decay_epochs``."""
         if self._targets is None or not self._targets.concept_names:
-            return dict(self._concepts) if self._concepts else {}
-        return {"concept_names": self._targets.concept_names, "concept_prototypes": self._targets.concepts.cpu()}
+            concepts = dict(self._concepts) if self._concepts else {}
+        else:
+            concepts = {"concept_names": self._targets.concept_names, "concept_prototypes": self._targets.concepts.cpu()}
+        return {**concepts, "training_steps": self.training_steps}
 
     def load_other_parameter(self, para: Optional[Mapping[str, Any]]) -> None:
-        self._concepts = dict(para) if para and "concept_names" in para else None
+        para = dict(para or {})
+        self.training_steps = int(para.pop("training_steps", 0))
+        self._concepts = para if "concept_names" in para else None
 
     def named_concepts(self) -> Optional[Tuple[List[str], torch.Tensor]]:
         """``(names, prototypes [P, d_t])`` of ESIM's concepts this model trained on, or None (no
         targets loaded, or a checkpoint saved before concepts were stored with it)."""
         stored = self.other_parameter()
-        if not stored:
+        if "concept_names" not in stored:
             return None
         return list(stored["concept_names"]), stored["concept_prototypes"]
 
