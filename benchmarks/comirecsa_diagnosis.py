@@ -1,15 +1,18 @@
 """Why ComiRec-SA peaks early on few training prefixes per item: per-epoch diagnostics.
 
-    OMP_NUM_THREADS=1 python benchmarks/comirecsa_diagnosis.py --seed=2020 --epochs=15 \
-        [--set interest_projection=True ...]
+    OMP_NUM_THREADS=1 python benchmarks/comirecsa_diagnosis.py --seed=2020 --epochs=30 \
+        [--set interest_layer_norm=False interest_projection=False ...]
+
+(``--set`` with both keys False: ComiRec's own model; without ``--set``: ComiRecSA.yaml's defaults.)
 
 Trains ComiRec-SA on the ml-100k slice of docs/BENCHMARKS.md section 31 (users with 5-40
 ratings, sequences of 20) with RecBole's trainer and, after every epoch, ranks all items for the
 validation users (full sort, as RecBole's evaluation) and prints: the training loss per batch,
 validation NDCG@20, the share of each user's top 20 that are items of their own input sequence
 (never the answer on ml-100k, which has no repeated ratings), the mean squared norm of the item
-embeddings, and the overlap of the top 20 with an item-to-item co-occurrence ranking (counts of
-"j in the prefix, then i" over the training rows). Before training it prints that co-occurrence
+embeddings, the ratio of the longest to the shortest of a user's interests (mean over users;
+1.0 when every interest scores at one scale), and the overlap of the top 20 with an item-to-item
+co-occurrence ranking (counts of "j in the prefix, then i" over the training rows). Before training it prints that co-occurrence
 ranking's own validation NDCG@20 (with and without the sequence's items), for scale.
 """
 
@@ -107,7 +110,7 @@ def main(argv=None) -> None:
     knn_masked_ndcg = rank_metrics(masked, seq, target)[0]
     print(f"co-occurrence ranking: valid NDCG@20 {knn_ndcg.mean():.4f} (top-20 in sequence {knn_in_seq.mean():.2f}); "
           f"sequence items removed: {knn_masked_ndcg.mean():.4f}")
-    print("epoch  loss/batch  NDCG@20  NDCG@20(seq removed)  top20-in-seq  |e|^2  overlap-cooc")
+    print("epoch  loss/batch  NDCG@20  NDCG@20(seq removed)  top20-in-seq  |e|^2  norm-ratio  overlap-cooc")
     for epoch in range(args.epochs):
         model.train()
         loss = trainer._train_epoch(train, epoch, show_progress=False)
@@ -119,8 +122,10 @@ def main(argv=None) -> None:
         ndcg, in_seq, overlap, _ = rank_metrics(scores, seq, target, knn_top)
         ndcg_masked = rank_metrics(scores.scatter(1, seq, -np.inf), seq, target)[0]
         norm = model.item_embedding.weight[1:].pow(2).sum(1).mean()
+        lengths = interests.norm(dim=-1)
+        ratio = (lengths.max(1).values / lengths.min(1).values).mean()
         print(f"{epoch:5d}  {loss / len(train):10.4f}  {ndcg.mean():7.4f}  {ndcg_masked.mean():20.4f}  "
-              f"{in_seq.mean():12.2f}  {norm:.4f}  {overlap.mean():12.2f}")
+              f"{in_seq.mean():12.2f}  {norm:.4f}  {ratio:10.2f}  {overlap.mean():12.2f}")
 
 
 if __name__ == "__main__":

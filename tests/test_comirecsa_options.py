@@ -61,7 +61,8 @@ def test_defaults_normalise_and_project_the_interests(ml100k, batch):
     normed = interests(plain, batch).norm(dim=-1)  # [B, K]; LayerNorm's gain starts at 1
     raw = interests(build(ml100k, **COMIREC).eval(), batch).norm(dim=-1)
     # LayerNorm's eps (1e-5) is not small against the variance of a mean of embeddings of std 0.02,
-    # so the norms stay a little under sqrt(d); without it they follow the attention.
+    # so the norms stay a little under sqrt(d). Without it an interest's norm follows how many items
+    # its attention spreads over (a mean of n random embeddings: about 1/sqrt(n) of one's).
     assert normed.max() <= math.sqrt(plain.embedding_size) and normed.max() / normed.min() < 1.5
     assert raw.max() / raw.min() > 3
     # The projection is applied to the normalised interests, and learns.
