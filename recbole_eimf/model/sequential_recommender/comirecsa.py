@@ -44,7 +44,8 @@ class ComiRecSA(MultiInterestRecommender):
     * ``position_embedding`` False: ``H = E[seq]``;
     * ``sequence_layer_norm``: LayerNorm on ``H`` (before ``embedding_dropout``), as SASRec's input;
     * ``attention_dropout`` p > 0: dropout on ``A`` during training;
-    * ``interest_layer_norm``: LayerNorm on each interest ``v_k``;
+    * ``interest_layer_norm``: LayerNorm on each interest ``v_k``, so every interest scores at one
+      scale; without it the length of a weighted mean of embeddings follows its attention;
     * ``interest_projection``: each interest passes through a learnt ``d x d`` linear map before it
       scores items. Without it ``v_k`` is a mean of the very embeddings it scores, so every item of
       the sequence scores itself by its own squared norm.
