@@ -105,7 +105,7 @@ def available_memory(device) -> int:
     return psutil.virtual_memory().available
 
 
-def _resolved_negatives(model: torch.nn.Module) -> Optional[int]:
+def resolved_negatives(model: torch.nn.Module) -> Optional[int]:
     """The sampled softmax's negatives the model (or the backbone it wraps) trains with, if it has one."""
     counts = [m.sampled_negatives for m in model.modules() if isinstance(getattr(m, "sampled_negatives", None), int)]
     return counts[0] if counts else None
@@ -126,7 +126,7 @@ def check_memory(config, model: torch.nn.Module, train_data, available: Optional
     batch_size = min(_int(config, "train_batch_size", 2048), max(len(train_data.dataset), 1))
     n_params = sum(p.numel() for p in model.parameters())
     terms = batch_memory(_trimmed(config, train_data.dataset), model.n_items, n_params, batch_size,
-                         negatives=_resolved_negatives(model))
+                         negatives=resolved_negatives(model))
     needs = {"training": sum(terms.values()), "evaluation": evaluation_memory(config, model.n_items)}
     free = available_memory(config["device"]) if available is None else available
     logger.info(f"memory estimate of one training batch: {needs['training'] / GIB:.2f} GiB, of one full-sort "
