@@ -140,7 +140,8 @@ def check_memory(config, model: torch.nn.Module, train_data, available: Optional
             f"{config['MAX_ITEM_LIST_LENGTH']}): {_training_advice(ranked[0][0], model.n_items)}"
         )
     if needs["evaluation"] > free:
-        rows = max(1, (free - SCORE_BLOCK_BYTES) // (EVAL_SCORE_COPIES * FLOAT_BYTES * model.n_items))  # blocks at most
+        # The rows whose scores and positives fit next to the largest scoring blocks.
+        rows = max(1, (free - SCORE_BLOCK_BYTES) // (EVAL_SCORE_COPIES * FLOAT_BYTES * model.n_items))
         raise ConfigError(
             f"one full-sort evaluation batch needs about {needs['evaluation'] / GIB:.1f} GiB ([eval_batch_size, "
             f"n_items] = [{config['eval_batch_size']}, {model.n_items:,}] scores and positives), more than the "

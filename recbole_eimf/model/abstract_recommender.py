@@ -171,7 +171,7 @@ class MultiInterestRecommender(SequentialRecommender):
             # Not persistent: rebuilt from the dataset, so checkpoints keep their keys.
             self.register_buffer("sampling_log_q", self._sampling_log_q(dataset), persistent=False)
 
-    def _softmax_negatives(self, config, negatives: int) -> int:
+    def _softmax_negatives(self, config, negatives: int, logq_correction: bool) -> int:
         """``sampled_softmax_negatives``, or :data:`AUTO_SAMPLED_NEGATIVES` where it asks for the
         full softmax (0) over more items than ``full_softmax_max_items``: that softmax's
         ``[B, (K,) n_items]`` logits and their gradient would dominate a batch's memory and time."""
@@ -182,7 +182,8 @@ class MultiInterestRecommender(SequentialRecommender):
             return negatives
         logger.info(
             f"{self.n_items - 1:,} items > `full_softmax_max_items` {limit:,}: training uses a sampled softmax "
-            f"over {AUTO_SAMPLED_NEGATIVES:,} negatives with logQ correction instead of the full softmax "
+            f"over {AUTO_SAMPLED_NEGATIVES:,} negatives {'with' if logq_correction else 'without'} logQ correction "
+            f"instead of the full softmax "
             f"(set `sampled_softmax_negatives` for another count, or raise `full_softmax_max_items` for the full softmax)"
         )
         return AUTO_SAMPLED_NEGATIVES
@@ -220,7 +221,7 @@ class MultiInterestRecommender(SequentialRecommender):
                 if value:
                     raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
 
-        negatives = self._softmax_negatives(config, negatives)
+        negatives = self._softmax_negatives(config, negatives, flags["logq_correction"])
         readout = self._option(config, "train_readout")
         if readout not in TRAIN_READOUTS:
             raise ConfigError(f"`train_readout` must be one of {', '.join(TRAIN_READOUTS)}, got {readout!r}")
