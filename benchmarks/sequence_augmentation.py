@@ -6,17 +6,21 @@ plugin's (no history lists for ``unused_col`` fields, vectorised augmentation).
 
 Each measurement is a fresh process (its own peak RSS) running ``create_dataset`` and
 ``data_preparation`` with the project's settings; the two variants alternate, so a shared
-machine's load falls on both alike. Prints one JSON line per process, then the after/before ratios.
+machine's load falls on both alike. Prints one JSON line per process (peak RSS, and the RSS the
+run holds after the split), then the plugin/RecBole ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
 import sys
 import time
+
+import psutil
 
 VARIANTS = ("recbole", "plugin")
 
@@ -37,12 +41,14 @@ def measure(data_path: str, variant: str) -> dict:
     dataset = (recbole_create_dataset if variant == "recbole" else create_dataset)(config)
     loaded = time.perf_counter() - wall
     train, _, _ = data_preparation(config, dataset)
+    gc.collect()
     return {
         "variant": variant,
         "wall_s": round(time.perf_counter() - wall, 1),
         "load_wall_s": round(loaded, 1),
         "cpu_s": round(time.process_time() - cpu, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
+        "held_rss_gib": round(psutil.Process().memory_info().rss / 1024**3, 3),  # what the run keeps
         "train_rows": len(train.dataset.inter_feat),
         "train_columns": sorted(train.dataset.inter_feat.columns),
     }
@@ -64,7 +70,7 @@ def main() -> None:
                                  check=True, capture_output=True, text=True).stdout
             records.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(records[-1]), flush=True)
-    for key in ("peak_rss_gib", "cpu_s", "wall_s"):
+    for key in ("peak_rss_gib", "held_rss_gib", "cpu_s", "wall_s"):
         mean = {v: sum(r[key] for r in records if r["variant"] == v) / args.repeats for v in VARIANTS}
         print(f"{key}: recbole {mean['recbole']:.2f}, plugin {mean['plugin']:.2f}, "
               f"plugin / recbole {mean['plugin'] / mean['recbole']:.2f}")

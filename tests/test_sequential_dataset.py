@@ -27,12 +27,17 @@ def test_the_same_rows_and_lists_as_recboles_augmentation(recbole_splits, monkey
     # A chunk smaller than the dataset, so rows are filled over several steps.
     monkeypatch.setattr(sequential, "AUGMENT_CHUNK_ROWS", 10_000)
     config = Config(model="ComiRecSA", dataset="ml-100k", config_dict=dict(SMALL))
-    ours = splits(create_dataset(config))
+    dataset = create_dataset(config)
+    ours = splits(dataset)
     for mine, theirs in zip(ours, recbole_splits):
         assert sorted(mine.columns) == sorted(theirs.columns)
         assert "rating_list" in mine.columns and "timestamp_list" in mine.columns
         for field in theirs.columns:
             assert torch.equal(mine[field], theirs[field]), field
+        # RecBole copies each split; here they are views of the full dataset's rows, held once.
+        shared = dataset.inter_feat["item_id_list"].untyped_storage().data_ptr()
+        assert mine["item_id_list"].untyped_storage().data_ptr() == shared
+    assert sum(len(part) for part in ours) == len(dataset.inter_feat)
 
 
 def test_fields_in_unused_col_get_no_history_list(recbole_splits):
@@ -57,3 +62,4 @@ def test_the_amazon_books_yaml_builds_no_rating_or_time_lists(tmp_path):
     train = create_dataset(config).build()[0].inter_feat
     assert "item_id_list" in train.columns
     assert not {"rating_list", "timestamp_list", "rating"} & set(train.columns)
+

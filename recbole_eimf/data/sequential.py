@@ -8,6 +8,11 @@ dropped only later, at the split, and their lists never. On Amazon Books that is
 augmented data. This class builds no list for a field in ``unused_col: {inter: [...]}`` (the field
 itself stays until RecBole drops it at the split, after ordering by time), and fills the lists
 with array indexing instead of RecBole's per-row Python loop: the same rows and values.
+
+RecBole's leave-one-out split then copies the augmented rows into the training, validation and
+test datasets while the full dataset keeps its own, so the run holds them twice. Here the full
+dataset's rows are put in split order once and each split is a slice of them (a view): the same
+splits, held once.
 """
 
 from __future__ import annotations
@@ -65,6 +70,15 @@ class SequentialDataset(RecBoleSequentialDataset):
             new_dict[list_field] = self._history_lists(self.inter_feat[field], target, length, list_field)
         new_data.update(Interaction(new_dict))
         self.inter_feat = new_data
+
+    def _split_index_by_leave_one_out(self, grouped_index, leave_one_num):
+        """RecBole's leave-one-out rows of each split, returned as slices of this dataset's rows,
+        which are put in split order here (every row is in exactly one split)."""
+        next_index = super()._split_index_by_leave_one_out(grouped_index, leave_one_num)
+        order = torch.from_numpy(np.concatenate([np.asarray(rows, dtype=np.int64) for rows in next_index]))
+        self.inter_feat = Interaction({field: values[order] for field, values in self.inter_feat.interaction.items()})
+        bounds = np.cumsum([0] + [len(rows) for rows in next_index]).tolist()
+        return [slice(start, end) for start, end in zip(bounds[:-1], bounds[1:])]
 
     def _history_lists(self, value: torch.Tensor, target: np.ndarray, length: np.ndarray, list_field: str) -> torch.Tensor:
         """``out[r, :length[r]] = value[target[r] - length[r] : target[r]]``, zero after, as RecBole."""
