@@ -90,6 +90,7 @@ def main() -> None:
     from recbole_eimf.config import Config
     from recbole_eimf.data import create_dataset, data_preparation
     from recbole_eimf.esim import EsimSettings, dry_run, run_esim
+    from recbole_eimf.memory import resolved_negatives, check_memory
     from recbole_eimf.utils import get_model, get_trainer
 
     cache = args.esim_cache_dir or tempfile.mkdtemp(prefix="esim-books-")
@@ -126,9 +127,13 @@ def main() -> None:
                 llm_price_per_1k_input_tokens=0.00015, llm_price_per_1k_output_tokens=0.0006,
                 esim_cache_dir=tempfile.mkdtemp(prefix="esim-dry-"))
             info.update(report=dry_run(settings, train_data.dataset).format())
-    with stage("model (EIMF: + ESIM)", rss, records):
+    with stage("model (EIMF: + ESIM)", rss, records) as info:
         init_seed(config["seed"], config["reproducibility"])
         model = get_model(config["model"])(config, train_data.dataset).to(config["device"])
+        # What the run path checks before training (raises where the batch cannot fit).
+        needs = check_memory(config, model, train_data)
+        info.update(estimate_gib={k: round(v / GIB, 2) for k, v in needs.items()},
+                    sampled_softmax_negatives=resolved_negatives(model))
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     batches = min(args.train_batches, len(train_data))
     with stage("train batches", rss, records) as info:

@@ -164,3 +164,45 @@ def test_transmi_with_one_interest_is_sasrec(ml100k):
     with torch.no_grad():
         torch.testing.assert_close(transmi.full_sort_predict(batch), sasrec.full_sort_predict(batch))
         torch.testing.assert_close(transmi.calculate_loss(batch), sasrec.calculate_loss(batch))
+
+
+class TensorsMade(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the storage and element count of every tensor an op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.made.append((out.untyped_storage().data_ptr(), out.numel()))
+        return out
+
+    def largest_besides(self, result: torch.Tensor) -> int:
+        """The largest tensor made that is not (a view of) ``result``."""
+        return max(n for storage, n in self.made if storage != result.untyped_storage().data_ptr())
+
+
+@pytest.mark.parametrize("name", ["ComiRecSA", "TransMI"])
+def test_full_sort_scores_are_computed_over_blocks_of_items_with_the_same_result(name, ml100k, monkeypatch):
+    import recbole_eimf.model.abstract_recommender as base
+
+    model, _ = build(name, ml100k)
+    batch = first_batch(ml100k)
+    with torch.no_grad():
+        interests = model(batch["item_id_list"], batch["item_length"])
+        items = model.item_embedding.weight
+        expected = torch.einsum("bkd,nd->bkn", interests, items).amax(dim=1)
+        whole = model.full_sort_predict(batch)  # ml-100k's 1,683 items fit one block
+        # Blocks of 100 items: no op makes more than a [B, 100] product (the old running max over
+        # interests made [B, n_items] ones next to the scores).
+        rows = interests.size(0)
+        monkeypatch.setattr(base, "SCORE_BLOCK_BYTES", base.SCORE_BLOCK_COPIES * 4 * rows * 100)
+        assert base.score_block_items(rows) == 100
+        with TensorsMade() as ops:
+            blocked = base.max_scores(interests, items)
+        assert ops.largest_besides(blocked) <= rows * 100
+        assert torch.equal(model.full_sort_predict(batch), blocked)
+    assert torch.equal(blocked, whole)
+    torch.testing.assert_close(blocked, expected)

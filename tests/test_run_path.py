@@ -151,7 +151,7 @@ def test_a_checkpoint_refuses_data_with_other_items_and_names_a_damaged_file(tmp
             load_data_and_model(str(path))
 
 
-# --- 12: small datasets give clear errors; a batch too large for memory warns before training ----
+# --- 12: small datasets give clear errors; a batch too large for memory stops before training ----
 
 @pytest.mark.parametrize("model", ["ComiRecSA", "EIMF"])
 def test_users_with_one_or_two_interactions_give_a_clear_error_not_an_empty_table(tmp_path, model):
@@ -177,10 +177,11 @@ def test_too_few_items_or_users_after_filtering_name_the_key(tmp_path, extra, me
         run_recbole_eimf("ComiRecSA", "tiny", config_dict=settings)
 
 
-def test_a_batch_that_cannot_fit_in_memory_warns_before_anything_is_allocated(ml100k, caplog):
+def test_a_batch_that_cannot_fit_in_memory_stops_before_anything_is_allocated(ml100k, caplog):
     import psutil
 
-    from recbole_eimf.memory import batch_memory, warn_if_batch_exceeds_memory
+    from recbole_eimf.errors import ConfigError
+    from recbole_eimf.memory import batch_memory, check_memory
     from recbole_eimf.utils import get_model
 
     config, _, train, _, _ = ml100k
@@ -191,26 +192,70 @@ def test_a_batch_that_cannot_fit_in_memory_warns_before_anything_is_allocated(ml
     terms = batch_memory(huge, n_items=1683, n_params=100_000, batch_size=4096)
     assert terms["attention scores [B, heads, L, L] x layers"] == 3 * 4096 * 2 * 5000**2 * 2 * 4
     rss = psutil.Process().memory_info().rss
-    with caplog.at_level("WARNING", logger="recbole_eimf.memory"):
-        assert warn_if_batch_exceeds_memory(huge, model, train)
+    with pytest.raises(ConfigError, match=r"one training batch needs about \d+\.\d GiB, more than .*: lower "
+                                          r"`train_batch_size` or `MAX_ITEM_LIST_LENGTH`"):
+        check_memory(huge, model, train)
     assert psutil.Process().memory_info().rss - rss < 50 * 1024**2  # estimated, not allocated
-    assert "lower `train_batch_size` or `MAX_ITEM_LIST_LENGTH`" in caplog.text
-    assert "sampled_softmax_negatives" in caplog.text
     # The small settings the tests train with fit; with 1 MiB free they would not.
-    caplog.clear()
-    assert not warn_if_batch_exceeds_memory(config, model, train)
-    assert warn_if_batch_exceeds_memory(config, model, train, available=1024**2)
+    assert check_memory(config, model, train)["training"] > 0
+    with pytest.raises(ConfigError):
+        check_memory(config, model, train, available=1024**2)
 
 
-def test_every_run_checks_its_batch_against_the_free_memory_before_training(tmp_path, monkeypatch, caplog):
+def test_the_error_names_the_softmax_keys_where_the_logits_are_what_does_not_fit(ml100k):
+    from recbole_eimf.config import Config
+    from recbole_eimf.errors import ConfigError
+    from recbole_eimf.memory import LOGITS, batch_memory, check_memory
+    from recbole_eimf.model.abstract_recommender import AUTO_SAMPLED_NEGATIVES
+    from recbole_eimf.utils import get_model
+
+    train = ml100k[2]
+
+    def model_and_config(**extra):
+        settings = {**SMALL, "train_readout": "max", "train_batch_size": 4096, **extra}
+        config = Config(model="ComiRecSA", dataset="ml-100k", config_dict=settings)
+        return get_model("ComiRecSA")(config, train._dataset), config
+
+    model, config = model_and_config()
+    terms = batch_memory(config, n_items=model.n_items, n_params=0, batch_size=4096)
+    assert terms[LOGITS] == 2 * 4096 * 4 * 1683 * 4
+    # Free memory between the other terms and the logits: the logits are what does not fit.
+    free = sum(terms.values()) - terms[LOGITS] // 2
+    with pytest.raises(ConfigError, match=r"`sampled_softmax_negatives` \(e\.g\. 4096\) or a `full_softmax_max_items` "
+                                          r"below the 1,682 items"):
+        check_memory(config, model, train, available=free)
+    # The sampled softmax the model chose itself is what the estimate counts.
+    sampled, sampled_config = model_and_config(full_softmax_max_items=1000)
+    plenty = 1024**4
+    full_need = check_memory(config, model, train, available=plenty)["training"]
+    sampled_need = check_memory(sampled_config, sampled, train, available=plenty)["training"]
+    assert sampled_need - full_need == 2 * 4096 * 4 * (AUTO_SAMPLED_NEGATIVES + 1 - 1683) * 4
+
+
+def test_a_full_sort_batch_that_cannot_fit_names_eval_batch_size(ml100k):
+    from recbole_eimf.errors import ConfigError
+    from recbole_eimf.memory import check_memory, evaluation_memory
+    from recbole_eimf.utils import get_model
+
+    config, _, train, _, _ = ml100k
+    model = get_model("ComiRecSA")(config, train._dataset)
+    needs = check_memory(config, model, train)
+    assert needs["evaluation"] == evaluation_memory(config, model.n_items)
+    free = (needs["training"] + needs["evaluation"]) // 2
+    assert needs["training"] < free < needs["evaluation"]
+    with pytest.raises(ConfigError, match=r"one full-sort evaluation batch needs .*\[2048, 1,683\].*lower `eval_batch_size`"):
+        check_memory(config, model, train, available=free)
+
+
+def test_every_run_checks_its_batch_against_the_free_memory_before_training(tmp_path, monkeypatch):
     from recbole_eimf import memory
+    from recbole_eimf.errors import ConfigError
     from recbole_eimf.quick_start.quick_start import prepare_run
 
     monkeypatch.setattr(memory, "available_memory", lambda device: 1024**2)
     config = tiny_config(write_dataset(tmp_path / "data", "tiny", interactions([6] * 20)), model="TransMI")
-    with caplog.at_level("WARNING", logger="recbole_eimf.memory"):
+    with pytest.raises(ConfigError, match="more than the 0.0 GiB free on cpu"):
         prepare_run(config)
-    assert "more than the 0.0 GiB free on cpu" in caplog.text
 
 
 # --- 10: unknown config keys warn with the closest known key; strict_config refuses them ---------

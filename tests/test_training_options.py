@@ -399,6 +399,7 @@ def test_each_option_trains_with_recbole_trainer(name, options, ml100k, few_batc
         ("TransMI", {"n_interests": 1, "routing_reg_weight": 1.0}, "routing_reg_weight"),
         ("EIMF", {"backbone": "MIND", "routing_reg_weight": -2}, "routing_reg_weight"),
         ("ComiRecSA", {"train_readout": "mean"}, "train_readout"),
+        ("ComiRecSA", {"full_softmax_max_items": 0}, "full_softmax_max_items"),
     ],
 )
 def test_bad_values_are_rejected_at_construction(name, overrides, key, ml100k):
@@ -406,16 +407,31 @@ def test_bad_values_are_rejected_at_construction(name, overrides, key, ml100k):
         build(name, ml100k, **overrides)
 
 
-def test_max_readout_warns_when_its_logits_outgrow_memory(ml100k, caplog, monkeypatch):
+@pytest.mark.parametrize("name", BACKBONES)
+def test_small_catalogues_keep_the_full_softmax(name, ml100k):
+    """ml-100k (1,682 items) and amazon-beauty (12,101) train exactly as before the key existed."""
+    assert make_config("EIMF")["full_softmax_max_items"] > 12_101
+    model = build(name, ml100k, train_readout="max")
+    assert model.sampled_negatives == 0 and not hasattr(model, "sampling_log_q")
+
+
+def test_above_full_softmax_max_items_the_sampled_softmax_is_chosen_and_says_so(ml100k, batch, caplog):
     import recbole_eimf.model.abstract_recommender as base
 
-    # ml-100k's [512, 3, 1683] logits are 10 MB: a 1 MB limit stands in for a large catalogue.
-    monkeypatch.setattr(base, "MAX_READOUT_WARN_BYTES", 1024**2)
-    with caplog.at_level("WARNING", logger=base.__name__):
-        build("ComiRecSA", ml100k, train_readout="max", train_batch_size=512)
-    assert "[512, 3, 1683]" in caplog.text and "`sampled_softmax_negatives`" in caplog.text
-    for quiet in ({"train_readout": "target"}, {"train_readout": "max", "sampled_softmax_negatives": 64}):
-        caplog.clear()
-        with caplog.at_level("WARNING", logger=base.__name__):
-            build("ComiRecSA", ml100k, train_batch_size=512, **quiet)
-        assert "train_readout" not in caplog.text, quiet
+    with caplog.at_level("INFO", logger=base.__name__):
+        model = build("TransMI", ml100k, full_softmax_max_items=1000, train_readout="max")
+    assert model.sampled_negatives == base.AUTO_SAMPLED_NEGATIVES
+    assert "1,682 items > `full_softmax_max_items` 1,000" in caplog.text
+    assert "logQ correction" in caplog.text and "raise `full_softmax_max_items`" in caplog.text
+    assert model.logq_correction
+    # The sampled path trains: the negatives' logits are [B, 4096], not [B, n_items].
+    seen = []
+    model.item_scores = lambda user, items: seen.append(items.shape[0]) or base.MultiInterestRecommender.item_scores(user, items)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert seen == [base.AUTO_SAMPLED_NEGATIVES] and torch.isfinite(loss)
+    # An explicit count wins, and BPR has no softmax to replace.
+    assert build("TransMI", ml100k, full_softmax_max_items=1000, sampled_softmax_negatives=64).sampled_negatives == 64
+    assert build("ComiRecSA", ml100k, full_softmax_max_items=1000, loss_type="BPR").sampled_negatives == 0
+
+

@@ -21,9 +21,11 @@ logger = logging.getLogger(__name__)
 
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
 TRAIN_READOUTS = ("target", "max")
-# Above this size of one batch's [B, K, n_items] logits, `train_readout: max` over the full
-# softmax warns (the gradient and max()'s indices need as much again).
-MAX_READOUT_WARN_BYTES = 2 * 1024**3
+FLOAT32_BYTES = 4
+# Full-sort scoring works on blocks of items whose temporaries take at most this much, whatever
+# the catalogue; each block's product ([2048, d] x [d, 10922] items) still runs at full matmul speed.
+SCORE_BLOCK_BYTES = 256 * 1024**2
+SCORE_BLOCK_COPIES = 3  # the running max, one interest's product, and their maximum
 
 
 def _number(value: Any) -> bool:
@@ -45,7 +47,13 @@ CONFIG_FALLBACKS: Dict[str, Any] = {
     "embedding_dropout": 0.0,
     "weight_decay": 0.0,
     "train_readout": "target",
+    # Every run before the key existed had a catalogue below the limit: the same training.
+    "full_softmax_max_items": 50_000,
 }
+# The sampled softmax chosen above `full_softmax_max_items`: its [B, K, 4097] logits take 134 MB at
+# batch 2,048 and K = 4, whatever the catalogue, and 4,096 shared negatives with logQ correction
+# are ComiRec's own order of magnitude on Amazon Books (10 x its batch of 128 = 1,280).
+AUTO_SAMPLED_NEGATIVES = 4096
 
 
 def config_option(config, key: str, fallbacks: Mapping[str, Any]) -> Any:
@@ -88,6 +96,12 @@ class MultiInterestRecommender(SequentialRecommender):
       their in-batch softmax (and TensorFlow's ``sampled_softmax_loss``): the target was not drawn
       from q, so the loss no longer tends to full softmax but favours rare targets (a popularity
       debiasing; see Khrylchenko et al., "Correcting the LogQ Correction", RecSys 2025).
+    * ``full_softmax_max_items`` M: with ``sampled_softmax_negatives: 0`` and ``loss_type: CE``, a
+      catalogue of more than M items trains the sampled softmax above over 4,096 negatives
+      (:data:`AUTO_SAMPLED_NEGATIVES`), with a log line saying so: the full softmax's
+      ``[B, (K,) n_items]`` logits and their gradient would take most of a batch's memory and
+      time (``2 x 2048 x 4 x 50,000 x 4 B`` = 3.1 GiB at M under the max readout). The default
+      50,000 keeps the full softmax on ml-100k (1,682) and amazon-beauty (12,101).
     * ``hard_negative_beta`` beta > 0: REMI's interest-aware hard negatives (Xie et al., RecSys
       2023, "Rethinking Multi-Interest Learning for Candidate Matching in Recommender Systems";
       code: github.com/Tokkiu/REMI, ``src/BasicModel.py``, ``NCELoss.sampled_softmax_loss``).
@@ -156,23 +170,23 @@ class MultiInterestRecommender(SequentialRecommender):
         if self.sampled_negatives > 0:
             # Not persistent: rebuilt from the dataset, so checkpoints keep their keys.
             self.register_buffer("sampling_log_q", self._sampling_log_q(dataset), persistent=False)
-        self._warn_if_max_readout_is_large(config["train_batch_size"])
 
-    def _warn_if_max_readout_is_large(self, batch_size: Optional[int]) -> None:
-        """The max readout over the full softmax materialises ``[B, K, n_items]`` logits per
-        batch: say so before a large catalogue runs out of memory mid-epoch."""
-        if self.train_readout != "max" or self.sampled_negatives > 0 or self.loss_type != "CE":
-            return
-        if not isinstance(batch_size, int) or self.n_interests < 2:
-            return
-        size = batch_size * self.n_interests * self.n_items * 4
-        if size > MAX_READOUT_WARN_BYTES:
-            logger.warning(
-                f"`train_readout: max` with the full softmax holds [train_batch_size, n_interests, n_items] = "
-                f"[{batch_size}, {self.n_interests}, {self.n_items}] logits per training batch "
-                f"({size / 1024**3:.1f} GiB, and about as much again for their gradient): on this catalogue "
-                f"set `sampled_softmax_negatives` (e.g. 4096), or lower `train_batch_size`"
-            )
+    def _softmax_negatives(self, config, negatives: int, logq_correction: bool) -> int:
+        """``sampled_softmax_negatives``, or :data:`AUTO_SAMPLED_NEGATIVES` where it asks for the
+        full softmax (0) over more items than ``full_softmax_max_items``: that softmax's
+        ``[B, (K,) n_items]`` logits and their gradient would dominate a batch's memory and time."""
+        limit = self._option(config, "full_softmax_max_items")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(f"`full_softmax_max_items` must be an integer >= 1, got {limit!r}")
+        if negatives > 0 or self.loss_type != "CE" or self.n_items - 1 <= limit:
+            return negatives
+        logger.info(
+            f"{self.n_items - 1:,} items > `full_softmax_max_items` {limit:,}: training uses a sampled softmax "
+            f"over {AUTO_SAMPLED_NEGATIVES:,} negatives {'with' if logq_correction else 'without'} logQ correction "
+            f"instead of the full softmax "
+            f"(set `sampled_softmax_negatives` for another count, or raise `full_softmax_max_items` for the full softmax)"
+        )
+        return AUTO_SAMPLED_NEGATIVES
 
     def _option(self, config, key: str) -> Any:
         """``config[key]``, or this class's fallback where the config lacks it."""
@@ -207,6 +221,7 @@ class MultiInterestRecommender(SequentialRecommender):
                 if value:
                     raise ConfigError(f"`{key}` changes the softmax: it needs `loss_type: CE`, not {self.loss_type!r}")
 
+        negatives = self._softmax_negatives(config, negatives, flags["logq_correction"])
         readout = self._option(config, "train_readout")
         if readout not in TRAIN_READOUTS:
             raise ConfigError(f"`train_readout` must be one of {', '.join(TRAIN_READOUTS)}, got {readout!r}")
@@ -444,9 +459,27 @@ class MultiInterestRecommender(SequentialRecommender):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        all_items = self.item_embedding.weight.t()
-        # Running max over interests keeps memory at [B, n_items] rather than [B, K, n_items].
-        scores = interests[:, 0] @ all_items
-        for k in range(1, interests.size(1)):
-            scores = torch.maximum(scores, interests[:, k] @ all_items)
-        return scores
+        return max_scores(interests, self.item_embedding.weight)
+
+
+def score_block_items(batch_size: int) -> int:
+    """Items per block of :func:`max_scores`: its ``SCORE_BLOCK_COPIES`` float32 ``[B, block]``
+    temporaries fit ``SCORE_BLOCK_BYTES``."""
+    return max(1, SCORE_BLOCK_BYTES // (SCORE_BLOCK_COPIES * FLOAT32_BYTES * max(batch_size, 1)))
+
+
+def max_scores(interests: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+    """``scores[b, i] = max_k <interests[b, k], item_emb[i]>`` (``[B, K, d], [N, d] -> [B, N]``),
+    computed over blocks of items so that no ``[B, K, N]`` or second ``[B, N]`` tensor exists:
+    past the scores RecBole ranks, memory is bounded by :data:`SCORE_BLOCK_BYTES`."""
+    batch, n_interests = interests.shape[:2]
+    scores = interests.new_empty(batch, item_emb.size(0))
+    block = score_block_items(batch)
+    for start in range(0, item_emb.size(0), block):
+        items = item_emb[start:start + block].t()
+        # Running max over interests: one [B, block] product at a time, as before blocks existed.
+        best = interests[:, 0] @ items
+        for k in range(1, n_interests):
+            best = torch.maximum(best, interests[:, k] @ items)
+        scores[:, start:start + block] = best
+    return scores

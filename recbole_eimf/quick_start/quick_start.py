@@ -19,7 +19,7 @@ from recbole_eimf.config import Config
 from recbole_eimf.data import check_splits, create_dataset, data_preparation
 from recbole_eimf.data.length_grouping import apply_length_grouping
 from recbole_eimf.environment import log_environment
-from recbole_eimf.memory import warn_if_batch_exceeds_memory
+from recbole_eimf.memory import check_memory
 from recbole_eimf.quick_start.stages import prepare_stages, stage_provenance
 from recbole_eimf.threads import apply_threads
 from recbole_eimf.trim import apply_trim_padding
@@ -118,7 +118,7 @@ def prepare_run(config) -> PreparedRun:
     logger.info(apply_length_grouping(train_data, config))
     model = build_model(config, train_data._dataset, stage_outputs)
     logger.info(model)
-    warn_if_batch_exceeds_memory(config, model, train_data)
+    check_memory(config, model, train_data)  # a run that cannot fit stops here, naming the key
     return PreparedRun(dataset, train_data, valid_data, test_data, model, stage_outputs)
 
 
