@@ -45,13 +45,13 @@ def test_tuned_dir_writes_defaults_that_later_runs_load(tmp_path, monkeypatch):
         output_dir=str(tmp_path / "out"), tuned_dir=str(tuned_dir),
     )
     folder = tuned_dir / "ml-100k"
-    assert tuned["tuned_file"] == str(folder / "EIMF-ComiRecSA.yaml")  # EIMF's file names its backbone
-    assert yaml.safe_load((folder / "EIMF-ComiRecSA.yaml").read_text()) == tuned["best"]["params"]
-    assert (folder / "EIMF-ComiRecSA.hyper").read_text() == params.read_text()
+    assert tuned["tuned_file"] == str(folder / "EIMF-TransMI.yaml")  # EIMF's file names its backbone
+    assert yaml.safe_load((folder / "EIMF-TransMI.yaml").read_text()) == tuned["best"]["params"]
+    assert (folder / "EIMF-TransMI.hyper").read_text() == params.read_text()
     # What every trial ran with but the file does not set, for whoever reads the tuned defaults.
-    header = [line for line in (folder / "EIMF-ComiRecSA.yaml").read_text().splitlines() if line.startswith("#")]
+    header = [line for line in (folder / "EIMF-TransMI.yaml").read_text().splitlines() if line.startswith("#")]
     assert any("epochs=1" in line and "text_encoder=tfidf" in line and "n_interests" not in line for line in header)
-    assert "| n_interests |" in (folder / "EIMF-ComiRecSA-trials.md").read_text()
+    assert "| n_interests |" in (folder / "EIMF-TransMI-trials.md").read_text()
 
     monkeypatch.setattr(config_module, "tuned_dir", lambda: tuned_dir)
     assert Config(model="EIMF", dataset="ml-100k")["n_interests"] == tuned["best"]["params"]["n_interests"]
