@@ -165,3 +165,22 @@ def test_auto_clusters_grow_with_the_users(ml100k):
     profiles = behavior_profiles(seqs, dim=16, seed=7)
     chosen = select_typical_users(profiles, seqs.lengths(), seqs.n_users, None, 3, 5, 7)
     assert chosen.n_clusters == 22 and len(chosen.typical) == 22 and len(chosen.typical_users) == 66
+
+
+def test_many_users_are_clustered_on_mini_batches_deterministically(ml100k, monkeypatch):
+    """Above FULL_KMEANS_MAX_WORK (users x clusters) k-means runs on mini-batches: same seed, same
+    typical users, each still among the nearest of its cluster's eligible users."""
+    import recbole_eimf.esim.profiles as profiles_module
+
+    _, dataset, train, _, _ = ml100k
+    seqs = training_sequences(train._dataset)
+    profiles = behavior_profiles(seqs, dim=16, seed=7)
+    args = (profiles, seqs.lengths(), seqs.n_users, 8, 3, 5, 7)
+    full = select_typical_users(*args)
+    monkeypatch.setattr(profiles_module, "FULL_KMEANS_MAX_WORK", 100)
+    assert type(profiles_module._kmeans(943, 8, 7)).__name__ == "MiniBatchKMeans"
+    first, second = select_typical_users(*args), select_typical_users(*args)
+    assert np.array_equal(first.user_cluster, second.user_cluster)
+    assert all(np.array_equal(a, b) for a, b in zip(first.typical, second.typical))
+    assert len(first.typical_users) == len(full.typical_users) == 24
+    assert len(set(first.user_cluster[1:].tolist())) == 8
