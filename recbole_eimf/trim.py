@@ -161,13 +161,13 @@ class GroupedForward:
         groups, order = length_groups(lengths, length)
         if len(groups) == 1 and groups[0][1] == length:
             return self.original(*args)
-        training = self.model.training and self.padded_masks
-        if training and self.masks.layout is None:
+        share_masks = self.model.training and self.padded_masks  # the groups take parts of one padded mask
+        if share_masks and self.masks.layout is None:
             self._probe(args, lengths, batch, length)
         masks = self.masks
         masks.batch, masks.length = batch, length
         parts = []
-        with masks.active("groups") if training else contextlib.nullcontext():
+        with masks.active("groups") if share_masks else contextlib.nullcontext():
             for rows, longest in groups:
                 masks.rows, masks.longest, masks.calls = rows, longest, 0
                 part = self.original(*[_cut(a, rows, longest, batch, length) for a in args])

@@ -17,10 +17,10 @@ from recbole_eimf.config import Config
 from recbole_eimf.errors import ConfigError
 from recbole_eimf.esim import EsimError, EsimSettings, LLMFatalError, dry_run, run_esim
 from recbole_eimf.esim import extraction
-from recbole_eimf.esim.backends.openai_compat import OpenAIBackend
 from recbole_eimf.esim.cache import AnswerCache
 from recbole_eimf.esim.extraction import extract_interests
 from recbole_eimf.esim.prompts import Prompt
+from support.fake_llm import VALID, fake_backend
 from support.loopback import LoopbackLLMServer, Reply, closed_port_url
 
 pytest.importorskip("openai")
@@ -28,7 +28,6 @@ pytest.importorskip("openai")
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "ESIM_FAULTS_API_KEY"
 KEY = "sk-faults-8c1d2e3f4a5b-secret"
-VALID = '{"interests": [{"name": "Space operas", "description": "Epic science fiction."}]}'
 
 
 @pytest.fixture
@@ -43,10 +42,7 @@ def prompts(n):
 
 
 def backend(url, **options):
-    values = dict(model="fake-model", base_url=url, api_key_env=KEY_ENV, timeout=5.0, max_retries=2,
-                  retry_backoff=0.01)
-    values.update(options)
-    return OpenAIBackend(**values)
+    return fake_backend(url, KEY_ENV, **options)
 
 
 def settings_for(config, tmp_path, url, **overrides):

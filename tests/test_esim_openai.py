@@ -18,6 +18,7 @@ from recbole_eimf.esim import EsimSettings, LLMFatalError, run_esim
 from recbole_eimf.esim.backends.openai_compat import OpenAIBackend
 from recbole_eimf.esim.cache import AnswerCache
 from recbole_eimf.esim.extraction import extract_interests
+from support.fake_llm import VALID, fake_backend
 from support.loopback import LoopbackLLMServer, Reply
 from recbole_eimf.esim.prompts import Prompt, prompt_key
 
@@ -26,7 +27,6 @@ pytest.importorskip("openai")
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "ESIM_TEST_API_KEY"
 KEY = "sk-test-4f9a1c0e7d2b-never-to-be-seen"
-VALID = '{"interests": [{"name": "Space operas", "description": "Epic science fiction."}]}'
 
 
 @pytest.fixture
@@ -45,10 +45,7 @@ def prompts(n=3):
 
 
 def backend(server, **options):
-    values = dict(model="fake-model", base_url=server.url, api_key_env=KEY_ENV, timeout=5.0, max_retries=2,
-                  retry_backoff=0.01)
-    values.update(options)
-    return OpenAIBackend(**values)
+    return fake_backend(server.url, KEY_ENV, **options)
 
 
 def ask(server, tmp_path, n=3, concurrency=2, **options):
